@@ -1,0 +1,5 @@
+"""Allow ``python -m portalctl``."""
+
+from portalctl.cli.app import main
+
+main()

@@ -1,0 +1,114 @@
+"""The ``portalctl`` program: global options, the command groups, and the one place where
+errors become exit codes (SPEC section 4)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from portalctl import __version__
+from portalctl.cli import accounts, audit, db
+from portalctl.cli.runtime import Runtime
+from portalctl.core.errors import ExitCode, PortalError
+
+
+class PortalGroup(TyperGroup):
+    """Maps PortalError (and surprises) to one stderr line and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PortalError as error:
+            _report(ctx, error.message, error.details)
+            ctx.exit(int(error.exit_code))
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("portalctl: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as error:  # a bug, or the database going away mid-command
+            code, message = _classify_unexpected(error)
+            if _debug(ctx):
+                traceback.print_exc()
+            _report(ctx, message + ("" if _debug(ctx) else " (run with --debug for details)"), [])
+            ctx.exit(int(code))
+        finally:
+            if isinstance(ctx.obj, Runtime):
+                ctx.obj.close()
+
+
+def _debug(ctx) -> bool:
+    return isinstance(ctx.obj, Runtime) and ctx.obj.debug
+
+
+def _report(ctx, message: str, details: list[str]) -> None:
+    typer.echo(f"portalctl: {_one_line(message)}", err=True)
+    for line in details[1:] if details and details[0] in message else details:
+        typer.echo(f"  {_one_line(line)}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _classify_unexpected(error: Exception) -> tuple[ExitCode, str]:
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc and isinstance(error, (sqlalchemy_exc.OperationalError,
+                                             sqlalchemy_exc.InterfaceError)):
+        first = str(getattr(error, "orig", error)).strip().splitlines()
+        return ExitCode.DATABASE, "database error: " + (first[0] if first else type(error).__name__)
+    return ExitCode.BUG, f"unexpected error: {type(error).__name__}: {error}"
+
+
+app = typer.Typer(
+    cls=PortalGroup,
+    name="portalctl",
+    help="Administer the provider portal database: accounts, Tax IDs, registration codes, "
+         "consolidation, email and the audit log.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"portalctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="Database URL (default: PORTALCTL_DATABASE_URL, else "
+        "sqlite:///portal.db).", show_default=False)] = None,
+    env_file: Annotated[Path | None, typer.Option(
+        "--env-file", help="Read settings from this file instead of ./.env.")] = None,
+    operator: Annotated[str | None, typer.Option(
+        "--operator", help="Who is acting, for the audit log (default: PORTALCTL_OPERATOR, "
+        "else your login name).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Administer the provider portal database.
+
+    Example: portalctl --operator jdoe accounts find --name smith
+    """
+    ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator,
+                      debug=debug)
+
+
+app.add_typer(db.app, name="db")
+app.add_typer(accounts.app, name="accounts")
+app.command("audit")(audit.audit)
+
+
+def main() -> None:
+    app(prog_name="portalctl")

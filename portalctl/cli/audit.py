@@ -1,0 +1,41 @@
+"""``portalctl audit``: read the append-only audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from portalctl.cli.runtime import FormatOption, OutputFormat, RevealOption, emit, runtime
+
+def audit(
+    ctx: typer.Context,
+    since: Annotated[datetime | None, typer.Option(
+        "--since", help="From this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])] = None,
+    until: Annotated[datetime | None, typer.Option(
+        "--until", help="Before this UTC time.", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])] = None,
+    operator: Annotated[str | None, typer.Option("--operator", help="Who acted.")] = None,
+    action: Annotated[str | None, typer.Option(
+        "--action", help="e.g. account.create, account.verify, tin.reveal.")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="Username.")] = None,
+    tin: Annotated[str | None, typer.Option("--tin")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 100,
+    reveal: RevealOption = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Show audit records, newest first; filters combine.
+
+    Example: portalctl audit --account johnsmith@gmail.com --since 2026-11-01
+    """
+    from portalctl.domain.audit_queries import list_audit_matching
+
+    rt = runtime(ctx)
+    with rt.transaction() as connection:
+        records = list_audit_matching(connection, since=since, until=until, operator=operator,
+                                      action=action, account=account, tin=tin, limit=limit)
+        if reveal:
+            rt.audit_reveal(connection, command="audit", target="audit_log")
+    emit(records, fmt, reveal=reveal,
+         columns=["id", "at", "operator", "action", "target", "tin", "details"])

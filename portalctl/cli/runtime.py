@@ -1,0 +1,131 @@
+"""What every command shares: global options, settings, the engine, output and messages."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from portalctl.core.config import Settings
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOption = Annotated[OutputFormat, typer.Option(
+    "--format", "-f", help="Output format: table, json or csv (data only on stdout).",
+    case_sensitive=False)]
+RevealOption = Annotated[bool, typer.Option(
+    "--reveal", help="Show full TINs instead of *****1234 (writes an audit record).")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
+
+
+@dataclass
+class Runtime:
+    """Global options of one invocation; settings and the engine are made on first use."""
+
+    database_url: str | None = None
+    env_file: Path | None = None
+    operator: str | None = None
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from portalctl.core.config import load_settings
+
+            self._settings = load_settings(env_file=self.env_file, overrides={
+                "PORTALCTL_DATABASE_URL": self.database_url,
+                "PORTALCTL_OPERATOR": self.operator,
+            })
+        return self._settings
+
+    @property
+    def operator_name(self) -> str:
+        return self.settings.operator
+
+    def engine(self, *, check_schema: bool = True) -> Engine:
+        """The engine, after checking the database is reachable and its schema current."""
+        if self._engine is None:
+            from portalctl.core.database import create_engine, parse_url, translate_database_errors
+            from portalctl.core.migrations import ensure_current
+
+            url = parse_url(self.settings.database_url)
+            _refuse_missing_sqlite_file(url, creating=not check_schema)
+            engine = create_engine(self.settings.database_url)
+            if check_schema:
+                with translate_database_errors(url), engine.connect() as connection:
+                    ensure_current(connection)
+            self._engine = engine
+        return self._engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction on a current schema; connection failures become exit 6."""
+        from portalctl.core.database import parse_url, translate_database_errors
+
+        engine = self.engine()
+        with translate_database_errors(parse_url(self.settings.database_url)), \
+                engine.begin() as connection:
+            yield connection
+
+    def audit_reveal(self, connection: Connection, *, command: str, target: str) -> None:
+        from portalctl.domain.accounts import record_reveal
+
+        record_reveal(connection, operator=self.operator_name, command=command, target=target)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _refuse_missing_sqlite_file(url, *, creating: bool) -> None:
+    from portalctl.core.errors import DatabaseUnavailable
+
+    if url.get_backend_name() != "sqlite" or creating or url.database in (None, "", ":memory:"):
+        return
+    if not Path(url.database).exists():
+        raise DatabaseUnavailable(
+            f"no database at {url.database}: run `portalctl db init` to create it")
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    """The Runtime the main callback put on the context (a fresh one when run bare)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, Runtime):
+        root.obj = Runtime()
+    return root.obj
+
+
+def emit(data: Any, fmt: OutputFormat, *, reveal: bool = False,
+         columns: list[str] | None = None) -> None:
+    """Print records to stdout in the chosen format."""
+    from portalctl.core.render import render
+
+    typer.echo(render(data, fmt.value, reveal=reveal, columns=columns))
+
+
+def say(message: str) -> None:
+    """A message for a person: stderr, and only when stderr is a terminal."""
+    if sys.stderr.isatty():
+        typer.echo(message, err=True)
+
+
+def fail(message: str, code: int) -> None:
+    """Stop with a one-line message on stderr and the given exit code."""
+    typer.echo(f"portalctl: {message}", err=True)
+    raise typer.Exit(code)

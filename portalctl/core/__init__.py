@@ -1,0 +1,1 @@
+"""Core pieces shared by every capability: config, database, schema, values, I/O, errors."""

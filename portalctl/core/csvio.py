@@ -1,0 +1,116 @@
+"""Reading the CSV files of SPEC section 5: UTF-8 (BOM accepted), RFC 4180, a header row whose
+names are trimmed and case-insensitive, blank lines skipped, every problem named by file and line."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from portalctl.core.errors import InvalidInput
+
+MAX_REPORTED_ERRORS = 20
+csv.field_size_limit(1024 * 1024)
+
+
+@dataclass(frozen=True)
+class CsvRecord:
+    """One data row: its first physical line, its cells by (lower-case) column name."""
+
+    line: int
+    values: dict[str, str]
+    problem: str | None = None
+
+
+@dataclass
+class CsvErrors:
+    """Collects row problems so a whole file is validated before anything is written."""
+
+    source: str
+    messages: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, line: int, message: str) -> None:
+        self.count += 1
+        if len(self.messages) < MAX_REPORTED_ERRORS:
+            self.messages.append(f"{self.source}:{line}: {message}")
+
+    def raise_if_any(self) -> None:
+        if not self.count:
+            return
+        more = self.count - len(self.messages)
+        summary = self.messages[0] if self.count == 1 else (
+            f"{self.source}: {self.count} invalid rows, nothing was written; first: "
+            + self.messages[0])
+        details = list(self.messages) + ([f"... and {more} more"] if more > 0 else [])
+        raise InvalidInput(summary, details=details)
+
+
+def open_csv_text(path: str | Path) -> tuple[IO[str], str]:
+    """Open a CSV file (or ``-`` for stdin) as UTF-8 text with any BOM removed."""
+    if str(path) == "-":
+        stream = open(sys.stdin.fileno(), encoding="utf-8-sig", newline="", closefd=False)
+        return stream, "<stdin>"
+    file_path = Path(path)
+    try:
+        return open(file_path, encoding="utf-8-sig", newline=""), str(file_path)
+    except FileNotFoundError:
+        raise InvalidInput(f"{file_path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{file_path}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise InvalidInput(f"{file_path}: permission denied") from None
+
+
+def read_csv(stream: IO[str], source: str, *, required: Sequence[str],
+             optional: Sequence[str] = ()) -> Iterator[CsvRecord]:
+    """Yield the data rows of a CSV stream after checking its header against the known columns."""
+    reader = csv.reader(stream, strict=True)
+    header = _read_header(reader, source)
+    known = set(required) | set(optional)
+    unknown = [name for name in header if name not in known]
+    if unknown:
+        raise InvalidInput(f"{source}:{reader.line_num}: unknown column {unknown[0]!r} "
+                           f"(expected {', '.join(required)}"
+                           + (f"; optional {', '.join(optional)}" if optional else "") + ")")
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise InvalidInput(f"{source}:{reader.line_num}: missing column {missing[0]!r}")
+    duplicated = {name for name in header if header.count(name) > 1}
+    if duplicated:
+        raise InvalidInput(f"{source}:{reader.line_num}: column {sorted(duplicated)[0]!r} "
+                           "appears twice")
+    width = len(header)
+    previous_end = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{source}:{reader.line_num + 1}: not valid UTF-8") from None
+        except csv.Error as error:
+            raise InvalidInput(f"{source}:{reader.line_num}: malformed CSV ({error})") from None
+        line = previous_end + 1
+        previous_end = reader.line_num
+        if not cells or all(not cell.strip() for cell in cells):
+            continue
+        if len(cells) != width:
+            yield CsvRecord(line, {}, f"expected {width} fields, found {len(cells)}")
+            continue
+        yield CsvRecord(line, {name: cell.strip() for name, cell in zip(header, cells)})
+
+
+def _read_header(reader, source: str) -> list[str]:
+    try:
+        for cells in reader:
+            if cells and any(cell.strip() for cell in cells):
+                return [cell.strip().lower() for cell in cells]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source}:{reader.line_num + 1}: not valid UTF-8") from None
+    except csv.Error as error:
+        raise InvalidInput(f"{source}:{reader.line_num}: malformed CSV ({error})") from None
+    raise InvalidInput(f"{source}: empty file (no header row)")

@@ -1,0 +1,115 @@
+"""Engine creation, transactions, and translating driver failures into ``DatabaseUnavailable``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from portalctl.core.errors import DatabaseUnavailable, InvalidInput
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
+
+
+def parse_url(url: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidInput("the database URL is malformed (expected sqlite:///FILE or "
+                           "postgresql+psycopg://user@host/db)") from None
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InvalidInput(f"unsupported database {parsed.get_backend_name()!r}: "
+                           "use sqlite:///FILE or postgresql+psycopg://...")
+    return parsed
+
+
+def masked_url(url: str | URL) -> str:
+    """The URL as it may be shown: never with its password."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def describe_target(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database or ':memory:'}"
+    return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def create_engine(url: str) -> Engine:
+    """An engine with the settings portalctl relies on (SQLite: foreign keys, WAL, busy timeout)."""
+    import sqlalchemy as sa
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _configure_sqlite)
+        sa.event.listen(engine, "begin", _begin_immediate)
+        return engine
+    return sa.create_engine(
+        parsed, connect_args={"connect_timeout": 5, "application_name": "portalctl"},
+        pool_pre_ping=False,
+    )
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _begin_immediate).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    if dbapi_connection.execute("PRAGMA database_list").fetchone()[2]:
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _begin_immediate(connection) -> None:
+    # Take SQLite's write lock at BEGIN, so two writers queue instead of failing mid-transaction.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def translate_database_errors(url: URL) -> Iterator[None]:
+    """Turn a connection failure into one line that names the host and never the password."""
+    from sqlalchemy import exc
+
+    try:
+        yield
+    except exc.OperationalError as error:
+        if _is_connection_failure(error):
+            raise DatabaseUnavailable(
+                f"cannot reach the database ({describe_target(url)}): {_first_line(error)}"
+            ) from None
+        raise
+    except exc.InterfaceError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach the database ({describe_target(url)}): {_first_line(error)}"
+        ) from None
+
+
+def _is_connection_failure(error) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower()
+    markers = ("connection", "could not", "unable to open", "timeout expired", "server closed",
+               "does not exist", "authentication", "no password", "role")
+    return any(marker in text for marker in markers) and "lock" not in text
+
+
+def _first_line(error) -> str:
+    text = str(getattr(error, "orig", error)).strip().splitlines()
+    line = text[0] if text else error.__class__.__name__
+    return line.replace("\r", " ")[:300]
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    with engine.begin() as connection:
+        yield connection

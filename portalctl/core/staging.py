@@ -1,0 +1,49 @@
+"""Staging tables for bulk work: a temporary table filled by COPY on PostgreSQL and by batched
+executemany on SQLite, so the real work is a few set-based statements whatever the row count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import islice
+
+from sqlalchemy.engine import Connection
+
+_SQLITE_BATCH = 10_000
+
+
+def create_staging_table(connection: Connection, name: str, columns: Sequence[tuple[str, str]]
+                         ) -> None:
+    """A temporary table (dropped at commit on PostgreSQL, replaced if left over on SQLite)."""
+    column_sql = ", ".join(f"{column} {sql_type}" for column, sql_type in columns)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column_sql}) ON COMMIT DROP")
+    else:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column_sql})")
+
+
+def drop_staging_table(connection: Connection, name: str) -> None:
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+def load_rows(connection: Connection, name: str, columns: Sequence[str],
+              rows: Iterable[Sequence]) -> int:
+    """Stream ``rows`` into the staging table; returns how many were loaded."""
+    count = 0
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+        return count
+    insert = (f"INSERT INTO temp.{name} ({', '.join(columns)}) "
+              f"VALUES ({', '.join('?' for _ in columns)})")
+    cursor = connection.connection.driver_connection.cursor()
+    iterator = iter(rows)
+    while batch := list(islice(iterator, _SQLITE_BATCH)):
+        cursor.executemany(insert, batch)
+        count += len(batch)
+    cursor.close()
+    return count

@@ -1,0 +1,1 @@
+"""The library: one module per capability, each taking a connection and returning plain data."""

@@ -1,0 +1,151 @@
+"""``accounts import``: validate a whole CSV, stage it, and load it with set-based SQL, all or
+nothing (SPEC section 5)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from portalctl.core.clock import utc_now
+from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
+from portalctl.core.errors import InvalidInput, PortalError
+from portalctl.core.schema import JSONText, UTCDateTime
+from portalctl.core.secrets import hash_secret, normalise_answer
+from portalctl.core.staging import create_staging_table, drop_staging_table, load_rows
+from portalctl.core.tin import Tin
+from portalctl.domain.audit import record_audit
+from portalctl.domain.validation import (
+    clean_email,
+    clean_full_name,
+    clean_role,
+    clean_status,
+    clean_username,
+)
+
+REQUIRED = ("username", "email", "full_name")
+OPTIONAL = ("tins", "status", "security_question", "security_answer", "password")
+
+_STAGE = "import_accounts"
+# One staging table for accounts (kind 'a') and their links (kind 'l'), so one COPY stream.
+_STAGE_COLUMNS = [
+    ("line", "INTEGER"), ("kind", "CHAR(1)"), ("username_key", "VARCHAR(254)"),
+    ("username", "VARCHAR(254)"), ("email", "VARCHAR(254)"), ("full_name", "VARCHAR(200)"),
+    ("status", "VARCHAR(16)"), ("security_question", "VARCHAR(300)"),
+    ("security_answer_hash", "VARCHAR(300)"), ("password_hash", "VARCHAR(300)"),
+    ("tin", "CHAR(9)"), ("role", "VARCHAR(16)"),
+]
+
+
+def import_accounts_csv(connection: Connection, path: Path, *, operator: str,
+                        now: datetime | None = None) -> dict[str, Any]:
+    """Import every row or none: per-row checks while staging, then file-wide checks in SQL."""
+    now = now or utc_now()
+    stream, source = open_csv_text(path)
+    errors = CsvErrors(source)
+    digest = hashlib.sha256()
+    create_staging_table(connection, _STAGE, _STAGE_COLUMNS)
+    with stream:
+        records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
+        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS],
+                           _staged_rows(records, errors, digest))
+    _check_usernames(connection, errors)
+    errors.raise_if_any()
+    counts = _apply(connection, operator=operator, now=now)
+    drop_staging_table(connection, _STAGE)
+    record_audit(connection, operator=operator, action="account.import_file",
+                 target=f"file:{Path(source).name}", now=now,
+                 details={"file": source, "rows_staged": staged, **counts})
+    return {"file": source, **counts}
+
+
+def _staged_rows(records, errors: CsvErrors, digest) -> Iterator[tuple]:
+    for record in records:
+        digest.update(repr(record.values).encode())
+        try:
+            if record.problem:
+                raise InvalidInput(record.problem)
+            yield from _rows_for(record.line, record.values)
+        except PortalError as error:
+            errors.add(record.line, error.message)
+
+
+def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
+    username = clean_username(values["username"])
+    email = clean_email(values["email"])
+    full_name = clean_full_name(values["full_name"])
+    status = clean_status(values.get("status") or "active")
+    question, answer = values.get("security_question"), values.get("security_answer")
+    if bool(question) != bool(answer):
+        raise InvalidInput("security_question and security_answer go together")
+    links: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (values.get("tins") or "").split(";"))):
+        tin_text, _, role = item.partition(":")
+        tin = Tin.parse(tin_text)
+        if tin.reveal() in links:
+            raise InvalidInput(f"TIN {tin} is listed twice")
+        links[tin.reveal()] = clean_role(role) if role else "user"
+    password = values.get("password")
+    key = username.lower()
+    rows = [(line, "a", key, username, email, full_name, status, question or None,
+             hash_secret(normalise_answer(answer)) if answer else None,
+             hash_secret(password) if password else None, None, None)]
+    rows.extend((line, "l", key, None, None, None, None, None, None, None, tin, role)
+                for tin, role in links.items())
+    return rows
+
+
+def _check_usernames(connection: Connection, errors: CsvErrors) -> None:
+    """Usernames repeated in the file, or already taken in the database (case-insensitive)."""
+    repeated = connection.execute(sa.text(f"""
+        SELECT s.line, s.username, first.line AS first_line
+        FROM {_STAGE} s
+        JOIN (SELECT username_key, MIN(line) AS line FROM {_STAGE} WHERE kind = 'a'
+              GROUP BY username_key HAVING COUNT(*) > 1) first
+          ON first.username_key = s.username_key AND s.line > first.line
+        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")).all()
+    for line, username, first_line in repeated:
+        errors.add(line, f"username {username!r} repeats line {first_line}")
+    taken = connection.execute(sa.text(f"""
+        SELECT s.line, s.username FROM {_STAGE} s
+        JOIN accounts a ON lower(a.username) = s.username_key
+        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")).all()
+    for line, username in taken:
+        errors.add(line, f"username {username!r} is already taken")
+
+
+def _apply(connection: Connection, *, operator: str, now: datetime) -> dict[str, int]:
+    params = {"now": now, "operator": operator}
+    typed = [sa.bindparam("now", type_=UTCDateTime)]
+    organisations_created = connection.execute(sa.text(f"""
+        INSERT INTO organisations (tin, failed_code_attempts, created_at)
+        SELECT DISTINCT tin, 0, :now FROM {_STAGE} s
+        WHERE kind = 'l' AND NOT EXISTS (SELECT 1 FROM organisations o WHERE o.tin = s.tin)
+    """).bindparams(*typed), params).rowcount
+    accounts_created = connection.execute(sa.text(f"""
+        INSERT INTO accounts (username, email, full_name, status, password_hash,
+                              security_question, security_answer_hash, failed_verifications,
+                              created_at, updated_at)
+        SELECT username, email, full_name, status, password_hash, security_question,
+               security_answer_hash, 0, :now, :now
+        FROM {_STAGE} WHERE kind = 'a' ORDER BY line
+    """).bindparams(*typed), params).rowcount
+    links_created = connection.execute(sa.text(f"""
+        INSERT INTO account_tins (account_id, tin, role, linked_at)
+        SELECT a.id, s.tin, s.role, :now
+        FROM {_STAGE} s JOIN accounts a ON lower(a.username) = s.username_key
+        WHERE s.kind = 'l'
+    """).bindparams(*typed), params).rowcount
+    connection.execute(sa.text(f"""
+        INSERT INTO audit_log (at, operator, action, target, account, details)
+        SELECT :now, :operator, 'account.import', 'account:' || username, username, :details
+        FROM {_STAGE} WHERE kind = 'a'
+    """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
+        {**params, "details": {"source": "accounts import"}})
+    return {"accounts_created": accounts_created, "links_created": links_created,
+            "organisations_created": organisations_created}

@@ -1,0 +1,54 @@
+"""Field rules for accounts, shared by single-record commands and bulk imports."""
+
+from __future__ import annotations
+
+import re
+
+from portalctl.core.errors import InvalidInput
+
+ROLES = ("security_admin", "user")
+ACCOUNT_STATUSES = ("active", "locked", "disabled", "merged")
+_EMAIL = re.compile(r"[^@\s,;<>()\[\]\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+_USERNAME = re.compile(r"[A-Za-z0-9._%+@'-]{3,254}")
+
+
+def clean_username(value: str) -> str:
+    username = (value or "").strip()
+    if not _USERNAME.fullmatch(username):
+        raise InvalidInput(f"invalid username {_show(username)}: 3 to 254 characters of letters, "
+                           "digits and . _ % + @ ' -")
+    return username
+
+
+def clean_email(value: str) -> str:
+    email = (value or "").strip()
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise InvalidInput(f"invalid email address {_show(email)}")
+    return email
+
+
+def clean_full_name(value: str) -> str:
+    name = " ".join((value or "").split())
+    if not name or len(name) > 200 or any(ord(ch) < 32 for ch in name):
+        raise InvalidInput(f"invalid full name {_show(name)}: 1 to 200 printable characters")
+    return name
+
+
+def clean_role(value: str) -> str:
+    role = (value or "").strip().lower()
+    if role not in ROLES:
+        raise InvalidInput(f"invalid role {_show(role)}: use security_admin or user")
+    return role
+
+
+def clean_status(value: str, *, allowed: tuple[str, ...] = ("active", "locked", "disabled")) -> str:
+    status = (value or "").strip().lower()
+    if status not in allowed:
+        raise InvalidInput(f"invalid status {_show(status)}: use {', '.join(allowed)}")
+    return status
+
+
+def _show(value: str) -> str:
+    text = value if len(value) <= 60 else value[:57] + "..."
+    return "'" + text.replace("\r", " ").replace("\n", " ") + "'"
