@@ -92,12 +92,18 @@ def empty_db_url(request, tmp_path) -> Iterator[str]:
 
 
 @pytest.fixture
-def backend(empty_db_url, tmp_path, monkeypatch) -> Iterator[Backend]:
-    """A freshly migrated database, with the working directory and settings isolated."""
+def isolated(tmp_path, monkeypatch) -> Path:
+    """Run in an empty directory with no PORTALCTL_ settings inherited from the caller."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("PORTALCTL_") and name != PG_ENV:
             monkeypatch.delenv(name)
+    return tmp_path
+
+
+@pytest.fixture
+def backend(empty_db_url, tmp_path, isolated) -> Iterator[Backend]:
+    """A freshly migrated database, with the working directory and settings isolated."""
     engine = create_engine(empty_db_url)
     apply_pending(engine, now=utc_now())
     name = "sqlite" if empty_db_url.startswith("sqlite") else "postgresql"
@@ -117,14 +123,25 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-@pytest.fixture
-def cli(backend):
-    """Run ``portalctl ARGS`` in-process against the test database; returns exit code and output."""
+def make_runner(base_env: dict[str, str]):
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> CliResult:
-        result = runner.invoke(app, list(args), input=input, env={**backend.env, **(env or {})},
+        result = runner.invoke(app, list(args), input=input, env={**base_env, **(env or {})},
                                catch_exceptions=False)
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+@pytest.fixture
+def cli(backend):
+    """Run ``portalctl ARGS`` in-process against the test database; returns exit code and output."""
+    return make_runner(backend.env)
+
+
+@pytest.fixture
+def bare_cli(isolated):
+    """Run ``portalctl ARGS`` in-process with no database prepared (pass env as needed)."""
+    return make_runner({"PORTALCTL_SECRET_KEY": TEST_SECRET_KEY,
+                        "PORTALCTL_OPERATOR": TEST_OPERATOR})

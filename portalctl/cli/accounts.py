@@ -44,6 +44,7 @@ def find(
 ) -> None:
     """Find accounts; filters combine, matching case-insensitive substrings unless --exact.
 
+    \b
     Example: portalctl accounts find --name smith --tin 836576879 --status active
     """
     from portalctl.domain.account_queries import find_accounts_from_csv, find_accounts_matching
@@ -76,6 +77,7 @@ def lookup(
 
     Exit 3 when there is none.
 
+    \b
     Example: portalctl accounts lookup --username johnsmith@gmail.com --tin 836576879
     """
     from portalctl.domain.account_queries import lookup_from_csv, lookup_one
@@ -99,6 +101,7 @@ def show(ctx: typer.Context, username: UsernameArgument, reveal: RevealOption = 
          fmt: FormatOption = OutputFormat.table) -> None:
     """Show one account: status, TINs and roles, accounts merged into it, recent audit.
 
+    \b
     Example: portalctl accounts show johnsmith@gmail.com
     """
     from portalctl.domain.accounts import show_account
@@ -126,6 +129,7 @@ def verify(
     Failures are counted; the account locks after PORTALCTL_ACCOUNT_MAX_FAILURES (default 5).
     Exit 0 verified, 4 not verified.
 
+    \b
     Example: portalctl accounts verify johnsmith@gmail.com --answer Smith
     """
     from portalctl.domain.accounts import verify_account
@@ -162,6 +166,7 @@ def create(
 ) -> None:
     """Create an active account, optionally holding TINs.
 
+    \b
     Example: portalctl accounts create -u mgarcia -e maria.garcia@example.org -n "Maria Garcia" --tin 061137531:user
     """
     from portalctl.domain.account_queries import create_account_from_options
@@ -189,6 +194,7 @@ def import_accounts(
 ) -> None:
     """Import accounts from a CSV: the whole file is validated first, then loaded all or nothing.
 
+    \b
     Example: portalctl accounts import new-accounts.csv
     """
     from portalctl.domain.account_import import import_accounts_csv
@@ -216,13 +222,16 @@ def _status_command(action: str, example: str):
 
 app.command("unlock")(_status_command("unlock", """Unlock a locked account (resets its failure count).
 
+    \b
     Example: portalctl accounts unlock johnsmith@gmail.com --reason "caller verified by phone"
     """))
 app.command("disable")(_status_command("disable", """Disable an account: it can no longer be used.
 
+    \b
     Example: portalctl accounts disable jsmith_old --reason "left the practice"
     """))
 app.command("enable")(_status_command("enable", """Enable a disabled account again.
 
+    \b
     Example: portalctl accounts enable jsmith_old --reason "returned to the practice"
     """))

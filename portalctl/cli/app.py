@@ -72,6 +72,8 @@ app = typer.Typer(
          "consolidation, email and the audit log.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -99,6 +101,7 @@ def main_options(
 ) -> None:
     """Administer the provider portal database.
 
+    \b
     Example: portalctl --operator jdoe accounts find --name smith
     """
     ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator,
@@ -108,6 +111,16 @@ def main_options(
 app.add_typer(db.app, name="db")
 app.add_typer(accounts.app, name="accounts")
 app.command("audit")(audit.audit)
+
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Plain Click help everywhere: importing rich to draw boxes would double `--help`'s time."""
+    typer_app.rich_markup_mode = None
+    for group in typer_app.registered_groups:
+        _plain_help(group.typer_instance)
+
+
+_plain_help(app)
 
 
 def main() -> None:

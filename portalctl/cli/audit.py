@@ -27,6 +27,7 @@ def audit(
 ) -> None:
     """Show audit records, newest first; filters combine.
 
+    \b
     Example: portalctl audit --account johnsmith@gmail.com --since 2026-11-01
     """
     from portalctl.domain.audit_queries import list_audit_matching

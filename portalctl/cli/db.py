@@ -19,6 +19,7 @@ def init(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
     (SQLite) database without PORTALCTL_SECRET_KEY, writes a random one to ./.env (or
     --env-file) and says so.
 
+    \b
     Example: portalctl db init
     """
     from pathlib import Path
@@ -41,6 +42,7 @@ def init(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
 def status(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
     """Show the backend, the URL (password hidden), migrations applied and pending, row counts.
 
+    \b
     Example: portalctl db status --format json
     """
     from portalctl.domain.database_admin import database_status
@@ -63,6 +65,7 @@ def demo(
     Goneh and her administrator James Smith, duplicate accounts to consolidate, and generated
     accounts.
 
+    \b
     Example: portalctl db demo --generated 500
     """
     from portalctl.domain.demo import load_demo

@@ -34,7 +34,7 @@ class Tin:
         if not _ACCEPTED.fullmatch(candidate) or not candidate.isascii():
             raise InvalidInput(
                 f"invalid TIN {_quote(mask_text(candidate))}: use 9 digits, "
-                "as 061137531, 06-1137531 or 061-13-7531"
+                "as 123456789, 12-3456789 or 123-45-6789"
             )
         return cls(candidate.replace("-", ""))
 

@@ -1,0 +1,147 @@
+"""One source of truth: the migrated database matches what the code queries, on both backends;
+migrations are recorded, checked and never silently re-run."""
+
+import sqlalchemy as sa
+
+from portalctl.core.clock import utc_now
+from portalctl.core.database import create_engine
+from portalctl.core.migrations import apply_pending, available_migrations, migration_state
+from portalctl.core.schema import metadata
+
+
+def _type_family(sql_type) -> str:
+    name = type(sql_type).__name__.upper()
+    for family, markers in {
+        "int": ("INT",), "text": ("CHAR", "TEXT", "STRING"), "time": ("TIME", "DATE"),
+        "json": ("JSON",), "bool": ("BOOL",),
+    }.items():
+        if any(marker in name for marker in markers):
+            return family
+    if hasattr(sql_type, "impl"):
+        return _type_family(sql_type.impl)
+    return name
+
+
+def test_code_tables_match_the_migrated_database(backend):
+    inspector = sa.inspect(backend.engine)
+    database_tables = set(inspector.get_table_names())
+    assert database_tables == set(metadata.tables)
+    for table in metadata.sorted_tables:
+        columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+        assert set(columns) == {c.name for c in table.columns}, table.name
+        for column in table.columns:
+            reflected = columns[column.name]
+            if not column.primary_key:  # SQLite reports its rowid key as nullable
+                assert reflected["nullable"] == column.nullable, \
+                    f"{table.name}.{column.name} nullability"
+            expected = _type_family(column.type.dialect_impl(backend.engine.dialect)
+                                    if not hasattr(column.type, "impl") else column.type.impl)
+            assert _type_family(reflected["type"]) == expected, f"{table.name}.{column.name}"
+        primary = inspector.get_pk_constraint(table.name)["constrained_columns"]
+        assert set(primary) == {c.name for c in table.primary_key.columns}, table.name
+        foreign = {(fk["constrained_columns"][0], fk["referred_table"])
+                   for fk in inspector.get_foreign_keys(table.name)}
+        assert foreign == {(fk.parent.name, fk.column.table.name) for fk in table.foreign_keys}
+
+
+def test_usernames_are_unique_case_insensitively(backend):
+    now = utc_now()
+    insert = sa.text("INSERT INTO accounts (username, email, full_name, status, "
+                     "failed_verifications, created_at, updated_at) "
+                     "VALUES (:u, 'a@example.org', 'A', 'active', 0, :now, :now)")
+    with backend.begin() as connection:
+        connection.execute(insert, {"u": "JSmith", "now": now})
+    try:
+        with backend.begin() as connection:
+            connection.execute(insert, {"u": "jsmith", "now": now})
+    except sa.exc.IntegrityError:
+        pass
+    else:
+        raise AssertionError("a username differing only in case was accepted")
+
+
+def test_audit_log_refuses_update_and_delete(backend, cli):
+    assert cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy").exit_code == 0
+    for statement in ("UPDATE audit_log SET operator = 'x'", "DELETE FROM audit_log"):
+        try:
+            with backend.begin() as connection:
+                connection.execute(sa.text(statement))
+        except sa.exc.DatabaseError as error:
+            assert "append-only" in str(error)
+        else:
+            raise AssertionError(f"{statement} was allowed")
+    assert backend.scalar("SELECT count(*) FROM audit_log") == 1
+
+
+def test_db_init_is_idempotent_and_records_checksums(backend, cli):
+    result = cli("db", "init", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["applied_now"] == []
+    rows = backend.rows("SELECT version, checksum FROM schema_migrations ORDER BY version")
+    expected = [(m.version, m.checksum) for m in available_migrations(backend.engine.dialect.name)]
+    assert [(r["version"], r["checksum"]) for r in rows] == expected
+
+
+def test_an_edited_migration_is_refused(backend, cli):
+    with backend.begin() as connection:
+        connection.execute(sa.text(
+            "UPDATE schema_migrations SET checksum = 'x' WHERE version = '0001'"))
+    result = cli("db", "init")
+    assert result.exit_code == 6
+    assert "were edited" in result.stderr and "0001_initial.sql" in result.stderr
+    assert cli("accounts", "find", "--name", "a").exit_code == 6
+
+
+def test_a_database_behind_exits_6_naming_the_command(backend, cli):
+    with backend.begin() as connection:
+        connection.execute(sa.text("DELETE FROM schema_migrations WHERE version = '0002'"))
+    result = cli("accounts", "find", "--name", "a")
+    assert result.exit_code == 6
+    assert "out of date" in result.stderr and "portalctl db init" in result.stderr
+
+
+def test_a_database_never_initialised_exits_6(empty_db_url, bare_cli):
+    engine = create_engine(empty_db_url)
+    with engine.connect() as connection:
+        assert migration_state(connection).applied == []
+    engine.dispose()
+    result = bare_cli("accounts", "show", "x", env={"PORTALCTL_DATABASE_URL": empty_db_url})
+    assert result.exit_code == 6
+    assert "portalctl db init" in result.stderr
+
+
+def test_db_init_creates_the_schema_from_nothing(empty_db_url, bare_cli):
+    result = bare_cli("db", "init", "--format", "json", env={"PORTALCTL_DATABASE_URL": empty_db_url})
+    assert result.exit_code == 0, result.stderr
+    assert "0001_initial.sql" in result.json()["applied_now"]
+    engine = create_engine(empty_db_url)
+    assert apply_pending(engine, now=utc_now()) == []
+    engine.dispose()
+
+
+def test_db_status_shows_backend_masked_url_and_counts(backend, cli):
+    cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy")
+    status = cli("db", "status", "--format", "json").json()
+    assert status["backend"] == backend.name
+    assert status["up_to_date"] is True and status["pending"] == []
+    assert status["row_counts"]["accounts"] == 1
+
+
+def test_unreachable_postgres_exits_6_naming_host_not_password(bare_cli):
+    cli = bare_cli
+    url = "postgresql+psycopg://admin:s3cret-pw@127.0.0.1:1/portal"
+    result = cli("accounts", "find", "--name", "a", env={"PORTALCTL_DATABASE_URL": url})
+    assert result.exit_code == 6
+    assert "127.0.0.1:1" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    status = cli("db", "status", env={"PORTALCTL_DATABASE_URL": url})
+    assert status.exit_code == 6 and "s3cret-pw" not in status.stderr + status.stdout
+
+
+def test_missing_sqlite_file_exits_6_and_is_not_created(bare_cli, tmp_path):
+    cli = bare_cli
+    target = tmp_path / "nowhere" / "portal.db"
+    result = cli("accounts", "find", "--name", "a",
+                 env={"PORTALCTL_DATABASE_URL": f"sqlite:///{target}"})
+    assert result.exit_code == 6 and "db init" in result.stderr
+    assert not target.exists()
