@@ -26,7 +26,7 @@ class PortalGroup(TyperGroup):
         except PortalError as error:
             _report(ctx, error.message, error.details)
             ctx.exit(int(error.exit_code))
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: Click shows them
             raise
         except KeyboardInterrupt:
             typer.echo("portalctl: interrupted", err=True)

@@ -9,6 +9,7 @@ import typer
 
 from portalctl.cli.runtime import FormatOption, OutputFormat, RevealOption, emit, runtime
 
+
 def audit(
     ctx: typer.Context,
     since: Annotated[datetime | None, typer.Option(

@@ -30,10 +30,11 @@ def init(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
     rt = runtime(ctx)
     engine = rt.engine(check_schema=False)
     result = initialise_database(engine, now=utc_now())
+    result["secret_key_created_in"] = None
     if engine.dialect.name == "sqlite" and not rt.settings.get("PORTALCTL_SECRET_KEY"):
         env_file = rt.env_file or Path(".env")
-        result["secret_key_created_in"] = str(env_file) if ensure_secret_key(env_file) else None
-        if result["secret_key_created_in"]:
+        if ensure_secret_key(env_file):
+            result["secret_key_created_in"] = str(env_file)
             say(f"created PORTALCTL_SECRET_KEY in {env_file}; keep that file private")
     emit(result, fmt)
 

@@ -4,6 +4,7 @@ names are trimmed and case-insensitive, blank lines skipped, every problem named
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,8 +53,10 @@ class CsvErrors:
 def open_csv_text(path: str | Path) -> tuple[IO[str], str]:
     """Open a CSV file (or ``-`` for stdin) as UTF-8 text with any BOM removed."""
     if str(path) == "-":
-        stream = open(sys.stdin.fileno(), encoding="utf-8-sig", newline="", closefd=False)
-        return stream, "<stdin>"
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:
+            return sys.stdin, "<stdin>"
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), "<stdin>"
     file_path = Path(path)
     try:
         return open(file_path, encoding="utf-8-sig", newline=""), str(file_path)
@@ -69,7 +72,7 @@ def read_csv(stream: IO[str], source: str, *, required: Sequence[str],
              optional: Sequence[str] = ()) -> Iterator[CsvRecord]:
     """Yield the data rows of a CSV stream after checking its header against the known columns."""
     reader = csv.reader(stream, strict=True)
-    header = _read_header(reader, source)
+    header = _read_header(stream, reader, source)
     known = set(required) | set(optional)
     unknown = [name for name in header if name not in known]
     if unknown:
@@ -91,7 +94,7 @@ def read_csv(stream: IO[str], source: str, *, required: Sequence[str],
         except StopIteration:
             return
         except UnicodeDecodeError:
-            raise InvalidInput(f"{source}:{reader.line_num + 1}: not valid UTF-8") from None
+            raise _not_utf8(stream, source, reader) from None
         except csv.Error as error:
             raise InvalidInput(f"{source}:{reader.line_num}: malformed CSV ({error})") from None
         line = previous_end + 1
@@ -104,13 +107,29 @@ def read_csv(stream: IO[str], source: str, *, required: Sequence[str],
         yield CsvRecord(line, {name: cell.strip() for name, cell in zip(header, cells)})
 
 
-def _read_header(reader, source: str) -> list[str]:
+def _not_utf8(stream: IO[str], source: str, reader) -> InvalidInput:
+    """Name the first undecodable line: the decoder reads ahead, so re-read the file's bytes."""
+    line = reader.line_num + 1
+    name = getattr(stream, "name", None)
+    if isinstance(name, str) and Path(name).is_file():
+        with open(name, "rb") as raw:
+            for number, chunk in enumerate(raw, start=1):
+                try:
+                    (chunk[3:] if number == 1 and chunk.startswith(b"\xef\xbb\xbf")
+                     else chunk).decode("utf-8")
+                except UnicodeDecodeError:
+                    line = number
+                    break
+    return InvalidInput(f"{source}:{line}: not valid UTF-8 (save the file as UTF-8)")
+
+
+def _read_header(stream: IO[str], reader, source: str) -> list[str]:
     try:
         for cells in reader:
             if cells and any(cell.strip() for cell in cells):
                 return [cell.strip().lower() for cell in cells]
     except UnicodeDecodeError:
-        raise InvalidInput(f"{source}:{reader.line_num + 1}: not valid UTF-8") from None
+        raise _not_utf8(stream, source, reader) from None
     except csv.Error as error:
         raise InvalidInput(f"{source}:{reader.line_num}: malformed CSV ({error})") from None
     raise InvalidInput(f"{source}: empty file (no header row)")
