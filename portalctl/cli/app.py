@@ -26,20 +26,33 @@ class PortalGroup(TyperGroup):
         except PortalError as error:
             _report(ctx, error.message, error.details)
             ctx.exit(int(error.exit_code))
-        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: Click shows them
+        except (typer.Exit, typer.Abort):
             raise
+        except Exception as error:
+            if _is_usage_error(error):  # Click prints these itself, with exit 2
+                raise
+            self._report_unexpected(ctx, error)
         except KeyboardInterrupt:
             typer.echo("portalctl: interrupted", err=True)
             ctx.exit(130)
-        except Exception as error:  # a bug, or the database going away mid-command
-            code, message = _classify_unexpected(error)
-            if _debug(ctx):
-                traceback.print_exc()
-            _report(ctx, message + ("" if _debug(ctx) else " (run with --debug for details)"), [])
-            ctx.exit(int(code))
         finally:
             if isinstance(ctx.obj, Runtime):
                 ctx.obj.close()
+
+    @staticmethod
+    def _report_unexpected(ctx, error: Exception) -> None:
+        """A bug, or the database going away mid-command: one line, the traceback with --debug."""
+        code, message = _classify_unexpected(error)
+        if _debug(ctx):
+            traceback.print_exc()
+        _report(ctx, message + ("" if _debug(ctx) else " (run with --debug for details)"), [])
+        ctx.exit(int(code))
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """Typer's (vendored Click) usage errors, whatever module the installed Typer keeps them in."""
+    return hasattr(error, "exit_code") and hasattr(error, "show") and \
+        type(error).__module__.startswith(("typer", "click"))
 
 
 def _debug(ctx) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -33,7 +32,8 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.astimezone(UTC)
 
 
-JSONText = sa.JSON().with_variant(JSONB(), "postgresql")
+# JSONB on PostgreSQL, JSON text on SQLite (see sql/); the generic type binds to both.
+JSONText = sa.JSON()
 
 metadata = sa.MetaData()
 

@@ -37,6 +37,8 @@ def load_rows(connection: Connection, name: str, columns: Sequence[str],
             for row in rows:
                 copy.write_row(row)
                 count += 1
+        # Temporary tables are never auto-analysed; without statistics joins plan badly.
+        connection.exec_driver_sql(f"ANALYZE {name}")
         return count
     insert = (f"INSERT INTO temp.{name} ({', '.join(columns)}) "
               f"VALUES ({', '.join('?' for _ in columns)})")

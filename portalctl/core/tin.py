@@ -36,7 +36,12 @@ class Tin:
                 f"invalid TIN {_quote(mask_text(candidate))}: use 9 digits, "
                 "as 123456789, 12-3456789 or 123-45-6789"
             )
-        return cls(candidate.replace("-", ""))
+        digits = candidate.replace("-", "")
+        if digits == "000000000":
+            raise InvalidInput("invalid TIN: 000000000 is not a Tax ID")
+        tin = object.__new__(cls)  # already validated: skip __post_init__'s second check
+        object.__setattr__(tin, "digits", digits)
+        return tin
 
     @property
     def masked(self) -> str:

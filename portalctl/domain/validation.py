@@ -11,6 +11,7 @@ ACCOUNT_STATUSES = ("active", "locked", "disabled", "merged")
 _EMAIL = re.compile(r"[^@\s,;<>()\[\]\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 _USERNAME = re.compile(r"[A-Za-z0-9._%+@'-]{3,254}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_username(value: str) -> str:
@@ -30,7 +31,7 @@ def clean_email(value: str) -> str:
 
 def clean_full_name(value: str) -> str:
     name = " ".join((value or "").split())
-    if not name or len(name) > 200 or any(ord(ch) < 32 for ch in name):
+    if not name or len(name) > 200 or _CONTROL.search(name):
         raise InvalidInput(f"invalid full name {_show(name)}: 1 to 200 printable characters")
     return name
 
