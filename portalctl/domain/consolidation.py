@@ -1,0 +1,178 @@
+"""Account consolidation (SPEC section 1): one merge, a whole file in resumable chunks, and the
+batches' status. Planning is in ``consolidation_plan``, the per-chunk SQL in
+``consolidation_apply``, batch bookkeeping in ``consolidation_batches``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from portalctl.core.clock import utc_now
+from portalctl.core.errors import InvalidInput, NotFound, Refused
+from portalctl.core.render import escape_formula
+from portalctl.core.tin import Tin
+from portalctl.domain.consolidation_apply import apply_chunk, apply_chunk_with_retry, chunk_bounds
+from portalctl.domain.consolidation_batches import finish_batch, release_batch, start_batch
+from portalctl.domain.consolidation_plan import (
+    STAGE,
+    ConsolidationPlan,
+    create_stage,
+    drop_stage,
+    plan_staged,
+    read_plan,
+    stage_file,
+    stage_pairs,
+    stage_report_rows,
+)
+
+REPORT_COLUMNS = ["line", "primary_username", "secondary_username", "outcome", "detail"]
+DEFAULT_CHUNK_SIZE = 10_000
+_ERRORS = {3: NotFound, 4: Refused, 5: InvalidInput}
+Progress = Callable[[int, int], None]
+
+
+def consolidate_one(connection: Connection, *, operator: str, primary: str, secondary: str,
+                    tin: Tin | None = None, dry_run: bool = False, notify: bool = False,
+                    now: datetime | None = None) -> dict[str, Any]:
+    """Merge one account into another under every rule of SPEC section 1; what moved."""
+    now = now or utc_now()
+    create_stage(connection, keep_after_commit=False)
+    stage_pairs(connection, [(primary.strip(), secondary.strip(), tin.reveal() if tin else None)])
+    plan_staged(connection, source="consolidate one")
+    row = _stage_row(connection)
+    _raise_for_problem(row)
+    links = [{"tin": Tin(tin_), "role": role} for tin_, role in connection.execute(sa.text(
+        "SELECT tin, role FROM account_tins WHERE account_id = :id ORDER BY tin"),
+        {"id": row["secondary_id"]}).all()]
+    if row["outcome"] == "would_merge" and not dry_run:
+        apply_chunk(connection, lo=1, hi=1, batch_id=None, operator=operator, now=now,
+                    notify=notify)
+        row = _stage_row(connection)
+        _raise_for_problem(row)
+    drop_stage(connection)
+    return {"primary": row["final_username"] or row["final_key"], "secondary": row["secondary_name"],
+            "outcome": row["outcome"], "detail": row["detail"], "dry_run": dry_run,
+            "links_moved": links if row["outcome"] != "already_merged" else []}
+
+
+def _stage_row(connection: Connection):
+    return connection.execute(sa.text(
+        f"SELECT s.*, a.username AS final_username FROM {STAGE} s "
+        "LEFT JOIN accounts a ON a.id = s.primary_id")).mappings().one()
+
+
+def _raise_for_problem(row) -> None:
+    if row["outcome"] in ("invalid", "refused"):
+        raise _ERRORS.get(row["code"], Refused)(row["detail"])
+
+
+def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
+                           dry_run: bool = False, skip_invalid: bool = False,
+                           chunk_size: int = DEFAULT_CHUNK_SIZE, notify: bool = False,
+                           report_path: str | Path | None = None,
+                           progress: Progress | None = None) -> dict[str, Any]:
+    """Plan the whole file, then (unless a dry run, or a bad row without ``skip_invalid``) apply
+    it in chunks of about ``chunk_size`` rows under a batch record; returns the run summary."""
+    if chunk_size < 1:
+        raise InvalidInput("--chunk-size must be at least 1")
+    sha256 = _file_sha256(path)
+    with engine.connect() as connection:
+        try:
+            with connection.begin():
+                create_stage(connection, keep_after_commit=True)
+                source = stage_file(connection, path)
+                plan = plan_staged(connection, source=source)
+            if plan.bad_rows and not skip_invalid or dry_run:
+                return _stop_before_applying(connection, plan, dry_run=dry_run,
+                                             skip_invalid=skip_invalid, report_path=report_path)
+            batch_id = start_batch(connection, file_name=Path(source).name, sha256=sha256,
+                                   plan=plan, operator=operator)
+            try:
+                _apply_all(connection, plan, batch_id=batch_id, operator=operator,
+                           chunk_size=chunk_size, notify=notify, progress=progress)
+                with connection.begin():
+                    plan = read_plan(connection, source=source)
+                    finish_batch(connection, batch_id, state="completed")
+            except BaseException:
+                if not connection.closed:
+                    connection.rollback()
+                    with connection.begin():
+                        finish_batch(connection, batch_id, state="failed")
+                raise
+            finally:
+                release_batch(connection, sha256)
+            if report_path is not None:
+                write_report(connection, report_path)
+            return _summary(plan, batch_id=batch_id, dry_run=False)
+        finally:
+            if not connection.closed:
+                connection.rollback()
+                with connection.begin():
+                    drop_stage(connection)
+
+
+def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dry_run: bool,
+                          skip_invalid: bool, report_path) -> dict[str, Any]:
+    if report_path is not None:
+        write_report(connection, report_path)
+    if plan.bad_rows and not skip_invalid:
+        more = plan.bad_rows - len(plan.problems)
+        raise InvalidInput(
+            f"{plan.source}: {plan.bad_rows} of {plan.rows} rows cannot be applied, nothing was "
+            f"written" + (" (dry run)" if dry_run else "") + f"; first: {plan.problems[0]}",
+            details=plan.problems + ([f"... and {more} more"] if more > 0 else []))
+    return _summary(plan, batch_id=None, dry_run=True)
+
+
+def _apply_all(connection: Connection, plan: ConsolidationPlan, *, batch_id: int, operator: str,
+               chunk_size: int, notify: bool, progress: Progress | None) -> None:
+    total = plan.count("would_merge")
+    start = 1
+    while start <= total:
+        with connection.begin():
+            end = chunk_bounds(connection, start=start, size=chunk_size, last=total)
+        apply_chunk_with_retry(connection, lo=start, hi=end, batch_id=batch_id,
+                               operator=operator, now_fn=utc_now, notify=notify)
+        if progress:
+            progress(end, total)
+        start = end + 1
+
+
+def _summary(plan: ConsolidationPlan, *, batch_id: int | None, dry_run: bool) -> dict[str, Any]:
+    return {"batch_id": batch_id, "rows": plan.rows, "merged": plan.count("merged"),
+            "already_merged": plan.count("already_merged"), "invalid": plan.count("invalid"),
+            "refused": plan.count("refused"), "dry_run": dry_run,
+            "would_merge": plan.count("would_merge")}
+
+
+def write_report(connection: Connection, path: str | Path) -> None:
+    """The report of SPEC section 5, streamed from the stage, cells escaped against formulas."""
+    with connection.begin(), open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(REPORT_COLUMNS)
+        for line, primary, secondary, outcome, detail in stage_report_rows(connection):
+            writer.writerow([line, escape_formula(primary or ""),
+                             escape_formula(secondary or ""), outcome,
+                             escape_formula(detail or "")])
+
+
+def _file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise InvalidInput(f"{path}: permission denied") from None
+    return digest.hexdigest()
