@@ -24,7 +24,7 @@ def make_account(backend, username: str, *tins: str, status: str = "active") -> 
     links = [(Tin.parse(t.partition(":")[0]), t.partition(":")[2] or "user") for t in tins]
     with backend.begin() as connection:
         create_account(connection, operator="setup", username=username,
-                       email=f"{username}@example.org", full_name=username.title(), tins=links)
+                       email=username if "@" in username else f"{username}@example.org", full_name=username.title(), tins=links)
         if status != "active":
             connection.execute(sa.text("UPDATE accounts SET status = :s WHERE username = :u"),
                                {"s": status, "u": username})
