@@ -51,21 +51,20 @@ def consolidate_one(connection: Connection, *, operator: str, primary: str, seco
     links = [{"tin": Tin(tin_), "role": role} for tin_, role in connection.execute(sa.text(
         "SELECT tin, role FROM account_tins WHERE account_id = :id ORDER BY tin"),
         {"id": row["secondary_id"]}).all()]
-    if row["outcome"] == "would_merge" and not dry_run:
+    if row["outcome"] is None and not dry_run:
         apply_chunk(connection, lo=1, hi=1, batch_id=None, operator=operator, now=now,
                     notify=notify)
         row = _stage_row(connection)
         _raise_for_problem(row)
     drop_stage(connection)
-    return {"primary": row["final_username"] or row["final_key"], "secondary": row["secondary_name"],
-            "outcome": row["outcome"], "detail": row["detail"], "dry_run": dry_run,
-            "links_moved": links if row["outcome"] != "already_merged" else []}
+    outcome = row["outcome"] or ("would_merge" if dry_run else "merged")
+    return {"primary": row["primary_username"], "secondary": row["secondary_username"],
+            "outcome": outcome, "detail": row["detail"], "dry_run": dry_run,
+            "links_moved": links if outcome != "already_merged" else []}
 
 
 def _stage_row(connection: Connection):
-    return connection.execute(sa.text(
-        f"SELECT s.*, a.username AS final_username FROM {STAGE} s "
-        "LEFT JOIN accounts a ON a.id = s.primary_id")).mappings().one()
+    return connection.execute(sa.text(f"SELECT * FROM {STAGE}")).mappings().one()
 
 
 def _raise_for_problem(row) -> None:
@@ -98,7 +97,7 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
                 _apply_all(connection, plan, batch_id=batch_id, operator=operator,
                            chunk_size=chunk_size, notify=notify, progress=progress)
                 with connection.begin():
-                    plan = read_plan(connection, source=source)
+                    plan = read_plan(connection, source=source, applied=True)
                     finish_batch(connection, batch_id, state="completed")
             except BaseException:
                 if not connection.closed:
@@ -109,7 +108,7 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
             finally:
                 release_batch(connection, sha256)
             if report_path is not None:
-                write_report(connection, report_path)
+                write_report(connection, report_path, applied=True)
             return _summary(plan, batch_id=batch_id, dry_run=False)
         finally:
             if not connection.closed:
@@ -121,7 +120,7 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
 def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dry_run: bool,
                           skip_invalid: bool, report_path) -> dict[str, Any]:
     if report_path is not None:
-        write_report(connection, report_path)
+        write_report(connection, report_path, applied=False)
     if plan.bad_rows and not skip_invalid:
         more = plan.bad_rows - len(plan.problems)
         raise InvalidInput(
@@ -133,7 +132,7 @@ def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dr
 
 def _apply_all(connection: Connection, plan: ConsolidationPlan, *, batch_id: int, operator: str,
                chunk_size: int, notify: bool, progress: Progress | None) -> None:
-    total = plan.count("would_merge")
+    total = plan.rows
     start = 1
     while start <= total:
         with connection.begin():
@@ -152,12 +151,12 @@ def _summary(plan: ConsolidationPlan, *, batch_id: int | None, dry_run: bool) ->
             "would_merge": plan.count("would_merge")}
 
 
-def write_report(connection: Connection, path: str | Path) -> None:
+def write_report(connection: Connection, path: str | Path, *, applied: bool) -> None:
     """The report of SPEC section 5, streamed from the stage, cells escaped against formulas."""
     with connection.begin(), open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(REPORT_COLUMNS)
-        for line, primary, secondary, outcome, detail in stage_report_rows(connection):
+        for line, primary, secondary, outcome, detail in stage_report_rows(connection, applied=applied):
             writer.writerow([line, escape_formula(primary or ""),
                              escape_formula(secondary or ""), outcome,
                              escape_formula(detail or "")])

@@ -18,7 +18,7 @@ from portalctl.domain.outbox import queue_email
 
 RETRYABLE_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock detected
 MAX_ATTEMPTS = 6
-_CHUNK = "s.seq BETWEEN :lo AND :hi AND s.outcome = 'would_merge'"
+_CHUNK = "s.seq BETWEEN :lo AND :hi AND s.outcome IS NULL"
 
 
 def chunk_bounds(connection: Connection, *, start: int, size: int, last: int) -> int:
@@ -69,34 +69,38 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                     UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK})
                 ORDER BY id FOR UPDATE""")
     # The plan was made without locks; another run may have changed these accounts since.
-    run(f"""UPDATE {STAGE} SET
-                primary_status = (SELECT a.status FROM accounts a WHERE a.id = primary_id),
-                secondary_merged_into = (SELECT a.merged_into FROM accounts a
-                                         WHERE a.id = secondary_id)
-            WHERE seq BETWEEN :lo AND :hi AND outcome = 'would_merge'""")
-    run(f"""UPDATE {STAGE} SET
-                outcome = CASE WHEN secondary_merged_into = primary_id THEN 'already_merged'
-                               ELSE 'refused' END,
-                code = CASE WHEN secondary_merged_into = primary_id THEN 0 ELSE 4 END,
-                detail = CASE
-                    WHEN secondary_merged_into = primary_id THEN 'already merged into ' || final_key
-                    WHEN secondary_merged_into IS NOT NULL THEN 'secondary ' || secondary_name
-                         || ' was merged into another account meanwhile'
-                    WHEN primary_status <> 'active' THEN 'primary ' || final_key || ' is '
-                         || primary_status || ', not active'
-                    ELSE 'secondary ' || secondary_name || ' no longer holds TIN *****'
-                         || substr(tin, 6, 4) END
-            WHERE seq BETWEEN :lo AND :hi AND outcome = 'would_merge'
-              AND (secondary_merged_into IS NOT NULL OR primary_status <> 'active'
-                   OR (tin IS NOT NULL AND NOT EXISTS (
-                       SELECT 1 FROM account_tins t
-                       WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))""")
-    run(f"""INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
-                                        links_moved, operator, merged_at)
-            SELECT CAST(:batch AS BIGINT), s.line, s.primary_id, s.secondary_id, s.tin,
-                   (SELECT COUNT(*) FROM account_tins t WHERE t.account_id = s.secondary_id),
-                   :operator, :now
-            FROM {STAGE} s WHERE {_CHUNK} ORDER BY s.line""")
+    already = run(f"""
+        UPDATE {STAGE} SET outcome = 'already_merged', code = 0,
+               detail = 'already merged into ' || final_key
+        FROM accounts sec
+        WHERE sec.id = {STAGE}.secondary_id AND {STAGE}.seq BETWEEN :lo AND :hi
+          AND {STAGE}.outcome IS NULL AND sec.merged_into = {STAGE}.primary_id""").rowcount
+    refused = run(f"""
+        UPDATE {STAGE} SET outcome = 'refused', code = 4, detail = CASE
+            WHEN sec.merged_into IS NOT NULL THEN 'secondary ' || {STAGE}.secondary_name
+                 || ' was merged into another account meanwhile'
+            WHEN p.status <> 'active' THEN 'primary ' || {STAGE}.final_key || ' is '
+                 || p.status || ', not active'
+            ELSE 'secondary ' || {STAGE}.secondary_name || ' no longer holds TIN *****'
+                 || substr({STAGE}.tin, 6, 4) END
+        FROM accounts sec, accounts p
+        WHERE sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id
+          AND {STAGE}.seq BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL
+          AND (sec.merged_into IS NOT NULL OR p.status <> 'active'
+               OR ({STAGE}.tin IS NOT NULL AND NOT EXISTS (
+                   SELECT 1 FROM account_tins t
+                   WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))"""
+                  ).rowcount
+    merged = run(f"""
+        INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
+                                    links_moved, operator, merged_at)
+        SELECT CAST(:batch AS BIGINT), s.line, s.primary_id, s.secondary_id, s.tin,
+               COALESCE(held.links, 0), :operator, :now
+        FROM {STAGE} s LEFT JOIN (
+            SELECT t.account_id, COUNT(*) AS links FROM account_tins t
+            WHERE t.account_id IN (SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK})
+            GROUP BY t.account_id) held ON held.account_id = s.secondary_id
+        WHERE {_CHUNK}""").rowcount
     json = _json_object(connection)
     run(f"""INSERT INTO audit_log (at, operator, action, target, account, details)
             SELECT :now, :operator, 'account.repoint', 'account:' || m.username, m.username,
@@ -122,20 +126,15 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
     run(f"""UPDATE accounts SET status = 'merged', merged_into = s.primary_id, updated_at = :now
             FROM {STAGE} s WHERE accounts.id = s.secondary_id AND {_CHUNK}""")
     run(f"""INSERT INTO audit_log (at, operator, action, target, account, tin, details)
-            SELECT :now, :operator, 'account.consolidate', 'account:' || sec.username,
-                   p.username, s.tin,
-                   {json}('primary', p.username, 'secondary', sec.username,
+            SELECT :now, :operator, 'account.consolidate', 'account:' || s.secondary_username,
+                   s.primary_username, s.tin,
+                   {json}('primary', s.primary_username, 'secondary', s.secondary_username,
                           'links_moved', c.links_moved, 'line', s.line, 'batch_id', c.batch_id,
                           'tin', CASE WHEN s.tin IS NULL THEN NULL
                                       ELSE '*****' || substr(s.tin, 6, 4) END)
             FROM {STAGE} s JOIN consolidations c ON c.secondary_id = s.secondary_id
-            JOIN accounts sec ON sec.id = s.secondary_id JOIN accounts p ON p.id = s.primary_id
             WHERE {_CHUNK}""")
-    run(f"UPDATE {STAGE} SET outcome = 'merged' WHERE seq BETWEEN :lo AND :hi "
-        "AND outcome = 'would_merge'")
-    counts = dict(run(f"SELECT outcome, COUNT(*) FROM {STAGE} WHERE seq BETWEEN :lo AND :hi "
-                      "GROUP BY outcome").all())
-    counts = {key: counts.get(key, 0) for key in ("merged", "already_merged", "refused")}
+    counts = {"merged": merged, "already_merged": already, "refused": refused}
     if batch_id is not None:
         connection.execute(sa.text("""
             UPDATE consolidation_batches SET merged = merged + :merged,
@@ -156,11 +155,9 @@ def queue_consolidation_emails(connection: Connection, *, lo: int, hi: int, now:
                                ) -> int:
     """One ``accounts_consolidated`` email to each surviving account of the chunk."""
     rows = connection.execute(sa.text(f"""
-        SELECT p.id, p.username, p.email, p.full_name, sec.username AS secondary
+        SELECT p.id, p.username, p.email, p.full_name, s.secondary_username AS secondary
         FROM {STAGE} s JOIN accounts p ON p.id = s.primary_id
-        JOIN accounts sec ON sec.id = s.secondary_id
-        WHERE s.seq BETWEEN :lo AND :hi AND s.outcome = 'merged'
-        ORDER BY p.id, s.line"""), {"lo": lo, "hi": hi}).mappings().all()
+        WHERE {_CHUNK} ORDER BY p.id, s.line"""), {"lo": lo, "hi": hi}).mappings().all()
     by_primary: dict[int, list[Any]] = {}
     for row in rows:
         by_primary.setdefault(row["id"], []).append(row)

@@ -17,20 +17,19 @@ from portalctl.core.tin import Tin
 
 REQUIRED = ("primary_username", "secondary_username")
 OPTIONAL = ("tin", "note")
+RAW = "consolidation_input"
 STAGE = "consolidation_stage"
 
-# outcome: NULL while undecided, then would_merge | already_merged | invalid | refused (and
-# merged once applied); code: the exit code a problem maps to for `consolidate one` (3, 4, 5).
-_STAGE_COLUMNS = [
-    ("line", "INTEGER PRIMARY KEY"), ("primary_name", "VARCHAR(254)"),
-    ("secondary_name", "VARCHAR(254)"), ("primary_key", "VARCHAR(254)"),
-    ("secondary_key", "VARCHAR(254)"), ("tin", "CHAR(9)"), ("graph", "INTEGER"),
-    ("final_key", "VARCHAR(254)"), ("outcome", "VARCHAR(16)"), ("code", "INTEGER"),
-    ("detail", "VARCHAR(500)"), ("primary_id", "BIGINT"), ("primary_status", "VARCHAR(16)"),
-    ("secondary_id", "BIGINT"), ("secondary_merged_into", "BIGINT"), ("seq", "INTEGER"),
+# The file as read (RAW), then the planned rows (STAGE): outcome stays NULL for a merge still to
+# apply (shown as would_merge, or merged once applied), else already_merged | invalid | refused;
+# code: the exit code a problem maps to for `consolidate one` (3, 4, 5).
+_RAW_COLUMNS = [
+    ("line", "INTEGER"), ("primary_name", "VARCHAR(254)"), ("secondary_name", "VARCHAR(254)"),
+    ("primary_key", "VARCHAR(254)"), ("secondary_key", "VARCHAR(254)"), ("tin", "CHAR(9)"),
+    ("graph", "INTEGER"), ("final_key", "VARCHAR(254)"), ("outcome", "VARCHAR(16)"),
+    ("code", "INTEGER"), ("detail", "VARCHAR(500)"),
 ]
-_LOADED = ["line", "primary_name", "secondary_name", "primary_key", "secondary_key", "tin",
-           "graph", "final_key", "outcome", "code", "detail"]
+_LOADED = [name for name, _ in _RAW_COLUMNS]
 PROBLEMS = ("invalid", "refused")
 
 
@@ -52,21 +51,25 @@ class ConsolidationPlan:
 
 
 def create_stage(connection: Connection, *, keep_after_commit: bool) -> None:
-    """A temporary staging table; ``keep_after_commit`` for runs that apply in many transactions."""
-    columns = ", ".join(f"{name} {sql_type}" for name, sql_type in _STAGE_COLUMNS)
-    if connection.dialect.name == "postgresql":
-        on_commit = "PRESERVE ROWS" if keep_after_commit else "DROP"
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{STAGE}")
-        connection.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {STAGE} ({columns}) ON COMMIT {on_commit}")
-    else:
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
-        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {STAGE} ({columns})")
+    """The temporary input table; ``keep_after_commit`` for runs that apply in many
+    transactions (the planned-rows table made from it follows the same rule)."""
+    columns = ", ".join(f"{name} {sql_type}" for name, sql_type in _RAW_COLUMNS)
+    drop_stage(connection)
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {RAW} ({columns}){_on_commit(connection, keep_after_commit)}")
+    connection.info["consolidation_keep"] = keep_after_commit
+
+
+def _on_commit(connection: Connection, keep: bool) -> str:
+    if connection.dialect.name != "postgresql":
+        return ""
+    return " ON COMMIT PRESERVE ROWS" if keep else " ON COMMIT DROP"
 
 
 def drop_stage(connection: Connection) -> None:
     schema = "pg_temp" if connection.dialect.name == "postgresql" else "temp"
-    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{STAGE}")
+    for table in (RAW, STAGE):
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{table}")
 
 
 def stage_file(connection: Connection, path: str | Path) -> str:
@@ -74,7 +77,7 @@ def stage_file(connection: Connection, path: str | Path) -> str:
     stream, source = open_csv_text(path)
     with stream:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        load_rows(connection, STAGE, _LOADED, _stage_rows(records))
+        load_rows(connection, RAW, _LOADED, _stage_rows(records))
     return source
 
 
@@ -82,7 +85,7 @@ def stage_pairs(connection: Connection, pairs: Iterable[tuple[str, str, str | No
     """Stage merges given directly as (primary, secondary, tin) (``consolidate one``)."""
     records = (CsvRecord(line, {"primary_username": p, "secondary_username": s, "tin": t or ""})
                for line, (p, s, t) in enumerate(pairs, start=1))
-    load_rows(connection, STAGE, _LOADED, _stage_rows(records))
+    load_rows(connection, RAW, _LOADED, _stage_rows(records))
 
 
 def _stage_rows(records: Iterable[CsvRecord]) -> Iterator[tuple]:
@@ -111,20 +114,25 @@ def _stage_rows(records: Iterable[CsvRecord]) -> Iterator[tuple]:
 def plan_staged(connection: Connection, *, source: str) -> ConsolidationPlan:
     """Classify every staged row; afterwards each row's outcome is final for a dry run."""
     ex = connection.exec_driver_sql
-    ex(f"CREATE INDEX {STAGE}_secondary ON {STAGE} (secondary_key)")
-    ex(f"CREATE INDEX {STAGE}_final ON {STAGE} (final_key)")
+    ex(f"CREATE INDEX {RAW}_secondary ON {RAW} (secondary_key)")
     _mark_repeated_secondaries(connection)
     _resolve_chains(connection)
+    _build_stage(connection)
     _check_rules(connection)
     _propagate_chain_problems(connection)
-    ex(f"UPDATE {STAGE} SET outcome = 'would_merge' WHERE outcome IS NULL")
-    _number_merges(connection)
+    if connection.dialect.name == "postgresql":
+        ex(f"ANALYZE {STAGE}")
     return read_plan(connection, source=source)
 
 
-def read_plan(connection: Connection, *, source: str) -> ConsolidationPlan:
+def read_plan(connection: Connection, *, source: str, applied: bool = False
+              ) -> ConsolidationPlan:
+    """Counts by outcome (merges still pending count as would_merge, or merged once
+    ``applied``) and the first problems."""
+    pending = "merged" if applied else "would_merge"
     counts = dict(connection.exec_driver_sql(
-        f"SELECT outcome, COUNT(*) FROM {STAGE} GROUP BY outcome").all())
+        f"SELECT COALESCE(outcome, '{pending}'), COUNT(*) FROM {STAGE} "
+        f"GROUP BY COALESCE(outcome, '{pending}')").all())
     problems = [f"{source}:{line}: {outcome}: {detail}" for line, outcome, detail in
                 connection.exec_driver_sql(
                     f"SELECT line, outcome, detail FROM {STAGE} "
@@ -134,43 +142,56 @@ def read_plan(connection: Connection, *, source: str) -> ConsolidationPlan:
 
 def _mark_repeated_secondaries(connection: Connection) -> None:
     connection.exec_driver_sql(f"""
-        UPDATE {STAGE} SET outcome = 'invalid', code = 5, graph = 0,
-               detail = 'secondary ' || {STAGE}.secondary_name || ' already appears on line '
+        UPDATE {RAW} SET outcome = 'invalid', code = 5, graph = 0,
+               detail = 'secondary ' || {RAW}.secondary_name || ' already appears on line '
                         || d.first_line
         FROM (SELECT secondary_key, MIN(line) AS first_line
-              FROM {STAGE} WHERE graph = 1 GROUP BY secondary_key HAVING COUNT(*) > 1) d
-        WHERE {STAGE}.graph = 1 AND {STAGE}.secondary_key = d.secondary_key
-          AND {STAGE}.line > d.first_line""")
+              FROM {RAW} WHERE graph = 1 GROUP BY secondary_key HAVING COUNT(*) > 1) d
+        WHERE {RAW}.graph = 1 AND {RAW}.secondary_key = d.secondary_key
+          AND {RAW}.line > d.first_line""")
 
 
 def _resolve_chains(connection: Connection) -> None:
     """Pointer jumping: each pass doubles how far a row has followed its chain (B into A, C into
     B: C ends at A), so log2(rows) passes settle every chain; a row still pointing at a secondary
     after that is on, or leads into, a cycle."""
-    rows = connection.exec_driver_sql(f"SELECT COUNT(*) FROM {STAGE}").scalar_one()
+    rows = connection.exec_driver_sql(f"SELECT COUNT(*) FROM {RAW}").scalar_one()
     for _ in range(max(rows, 1).bit_length() + 2):
         changed = connection.exec_driver_sql(f"""
-            UPDATE {STAGE} SET final_key = p.final_key
-            FROM {STAGE} p
-            WHERE p.graph = 1 AND {STAGE}.graph = 1 AND p.secondary_key = {STAGE}.final_key
-              AND p.final_key <> {STAGE}.final_key""").rowcount
+            UPDATE {RAW} SET final_key = p.final_key
+            FROM {RAW} p
+            WHERE p.graph = 1 AND {RAW}.graph = 1 AND p.secondary_key = {RAW}.final_key
+              AND p.final_key <> {RAW}.final_key""").rowcount
         if not changed:
             break
     connection.exec_driver_sql(f"""
-        UPDATE {STAGE} SET outcome = 'invalid', code = 5,
+        UPDATE {RAW} SET outcome = 'invalid', code = 5,
                detail = 'the chain of merges from this line runs in a cycle'
-        WHERE graph = 1 AND final_key IN (SELECT secondary_key FROM {STAGE} WHERE graph = 1)""")
+        WHERE graph = 1 AND final_key IN (SELECT secondary_key FROM {RAW} WHERE graph = 1)""")
+
+
+def _build_stage(connection: Connection) -> None:
+    """The planned rows in one pass (a new table is far cheaper than updating every row): both
+    accounts as they are now, numbered by final primary so a chunk never splits one primary.
+    (``lower()`` on both sides lets SQLite use its expression index on usernames.)"""
+    on_commit = _on_commit(connection, connection.info.get("consolidation_keep", False))
+    connection.exec_driver_sql(f"""
+        CREATE TEMPORARY TABLE {STAGE}{on_commit} AS
+        SELECT r.*, p.id AS primary_id, p.status AS primary_status,
+               p.username AS primary_username, s.id AS secondary_id,
+               s.merged_into AS secondary_merged_into, s.username AS secondary_username,
+               ROW_NUMBER() OVER (ORDER BY p.id, r.line) AS seq
+        FROM {RAW} r
+        LEFT JOIN accounts p ON lower(p.username) = lower(r.final_key)
+        LEFT JOIN accounts s ON lower(s.username) = lower(r.secondary_key)""")
+    connection.exec_driver_sql(f"DROP TABLE {RAW}")
+    connection.exec_driver_sql(f"CREATE INDEX {STAGE}_seq ON {STAGE} (seq)")
+    connection.exec_driver_sql(f"CREATE INDEX {STAGE}_secondary ON {STAGE} (secondary_key)")
 
 
 def _check_rules(connection: Connection) -> None:
     """The rules of SPEC section 1 against the database, first failing rule wins."""
     ex = connection.exec_driver_sql
-    ex(f"""UPDATE {STAGE} SET primary_id = a.id, primary_status = a.status
-           FROM accounts a WHERE lower(a.username) = {STAGE}.final_key
-             AND {STAGE}.outcome IS NULL""")
-    ex(f"""UPDATE {STAGE} SET secondary_id = a.id, secondary_merged_into = a.merged_into
-           FROM accounts a WHERE lower(a.username) = {STAGE}.secondary_key
-             AND {STAGE}.outcome IS NULL""")
     via = ("CASE WHEN final_key <> primary_key THEN ' (the end of the chain from '"
            " || primary_name || ')' ELSE '' END")
     for condition, outcome, code, detail in [
@@ -203,21 +224,11 @@ def _propagate_chain_problems(connection: Connection) -> None:
         pass
 
 
-def _number_merges(connection: Connection) -> None:
-    """Number the merges grouped by final primary, so a chunk never splits one primary's rows."""
-    connection.exec_driver_sql(f"""
-        UPDATE {STAGE} SET seq = r.rn
-        FROM (SELECT line, ROW_NUMBER() OVER (ORDER BY primary_id, line) AS rn
-              FROM {STAGE} WHERE outcome = 'would_merge') r
-        WHERE {STAGE}.line = r.line""")
-    connection.exec_driver_sql(f"CREATE INDEX {STAGE}_seq ON {STAGE} (seq)")
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"ANALYZE {STAGE}")
-
-
-def stage_report_rows(connection: Connection) -> Iterator[tuple]:
+def stage_report_rows(connection: Connection, *, applied: bool) -> Iterator[tuple]:
     """(line, primary_username, secondary_username, outcome, detail) in line order, streamed."""
+    pending = "merged" if applied else "would_merge"
     result = connection.exec_driver_sql(
-        f"SELECT line, primary_name, secondary_name, outcome, detail FROM {STAGE} ORDER BY line",
+        f"SELECT line, primary_name, secondary_name, COALESCE(outcome, '{pending}'), detail "
+        f"FROM {STAGE} ORDER BY line",
         execution_options={"stream_results": True, "yield_per": 5000})
     yield from result
