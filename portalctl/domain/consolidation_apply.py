@@ -69,20 +69,18 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                     UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK})
                 ORDER BY id FOR UPDATE""")
     # The plan was made without locks; another run may have changed these accounts since.
-    already = run(f"""
-        UPDATE {STAGE} SET outcome = 'already_merged', code = 0,
-               detail = 'already merged into ' || final_key
-        FROM accounts sec
-        WHERE sec.id = {STAGE}.secondary_id AND {STAGE}.seq BETWEEN :lo AND :hi
-          AND {STAGE}.outcome IS NULL AND sec.merged_into = {STAGE}.primary_id""").rowcount
-    refused = run(f"""
-        UPDATE {STAGE} SET outcome = 'refused', code = 4, detail = CASE
-            WHEN sec.merged_into IS NOT NULL THEN 'secondary ' || {STAGE}.secondary_name
-                 || ' was merged into another account meanwhile'
-            WHEN p.status <> 'active' THEN 'primary ' || {STAGE}.final_key || ' is '
-                 || p.status || ', not active'
-            ELSE 'secondary ' || {STAGE}.secondary_name || ' no longer holds TIN *****'
-                 || substr({STAGE}.tin, 6, 4) END
+    changed = run(f"""
+        UPDATE {STAGE} SET
+            outcome = CASE WHEN sec.merged_into = p.id THEN 'already_merged' ELSE 'refused' END,
+            code = CASE WHEN sec.merged_into = p.id THEN 0 ELSE 4 END,
+            detail = CASE
+                WHEN sec.merged_into = p.id THEN 'already merged into ' || p.username
+                WHEN sec.merged_into IS NOT NULL THEN 'secondary ' || {STAGE}.secondary_name
+                     || ' was merged into another account meanwhile'
+                WHEN p.status <> 'active' THEN 'primary ' || {STAGE}.final_key || ' is '
+                     || p.status || ', not active'
+                ELSE 'secondary ' || {STAGE}.secondary_name || ' no longer holds TIN *****'
+                     || substr({STAGE}.tin, 6, 4) END
         FROM accounts sec, accounts p
         WHERE sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id
           AND {STAGE}.seq BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL
@@ -91,6 +89,9 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                    SELECT 1 FROM account_tins t
                    WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))"""
                   ).rowcount
+    already = changed and run(f"SELECT COUNT(*) FROM {STAGE} WHERE seq BETWEEN :lo AND :hi "
+                              "AND outcome = 'already_merged'").scalar_one()
+    # (only when something changed under us: that count does not depend on the chunk's size)
     merged = run(f"""
         INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
                                     links_moved, operator, merged_at)
@@ -129,12 +130,11 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
             SELECT :now, :operator, 'account.consolidate', 'account:' || s.secondary_username,
                    s.primary_username, s.tin,
                    {json}('primary', s.primary_username, 'secondary', s.secondary_username,
-                          'links_moved', c.links_moved, 'line', s.line, 'batch_id', c.batch_id,
+                          'line', s.line, 'batch_id', CAST(:batch AS BIGINT),
                           'tin', CASE WHEN s.tin IS NULL THEN NULL
                                       ELSE '*****' || substr(s.tin, 6, 4) END)
-            FROM {STAGE} s JOIN consolidations c ON c.secondary_id = s.secondary_id
-            WHERE {_CHUNK}""")
-    counts = {"merged": merged, "already_merged": already, "refused": refused}
+            FROM {STAGE} s WHERE {_CHUNK}""")
+    counts = {"merged": merged, "already_merged": already, "refused": changed - already}
     if batch_id is not None:
         connection.execute(sa.text("""
             UPDATE consolidation_batches SET merged = merged + :merged,
