@@ -38,6 +38,20 @@ step portalctl accounts lookup --csv lookups.csv
 # --- Tax ID linking and registration (issue 3) ---
 
 # --- consolidation (issue 4) ---
+echo
+echo "== Consolidation: John Smith's duplicate accounts merged into johnsmith@gmail.com"
+cat > duplicates.csv <<'CSV'
+primary_username,secondary_username,tin,note
+johnsmith@gmail.com,jsmith_old,836576879,old practice login
+johnsmith@gmail.com,john.smith.2019,,same email address
+CSV
+step portalctl consolidate run duplicates.csv --dry-run --report plan.csv
+step cat plan.csv
+step portalctl consolidate run duplicates.csv --report done.csv --notify
+step portalctl consolidate status
+step portalctl accounts show johnsmith@gmail.com
+echo "(running the same file again changes nothing: every row is already_merged)"
+step portalctl consolidate run duplicates.csv
 
 echo
 echo "== Every change above is in the audit log"

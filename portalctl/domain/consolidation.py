@@ -145,10 +145,13 @@ def _apply_all(connection: Connection, plan: ConsolidationPlan, *, batch_id: int
 
 
 def _summary(plan: ConsolidationPlan, *, batch_id: int | None, dry_run: bool) -> dict[str, Any]:
-    return {"batch_id": batch_id, "rows": plan.rows, "merged": plan.count("merged"),
-            "already_merged": plan.count("already_merged"), "invalid": plan.count("invalid"),
-            "refused": plan.count("refused"), "dry_run": dry_run,
-            "would_merge": plan.count("would_merge")}
+    summary = {"batch_id": batch_id, "rows": plan.rows, "merged": plan.count("merged"),
+               "already_merged": plan.count("already_merged"),
+               "invalid": plan.count("invalid"), "refused": plan.count("refused"),
+               "dry_run": dry_run}
+    if dry_run:
+        summary["would_merge"] = plan.count("would_merge")
+    return summary
 
 
 def write_report(connection: Connection, path: str | Path, *, applied: bool) -> None:
