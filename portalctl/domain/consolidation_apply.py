@@ -64,10 +64,15 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
 
     if connection.dialect.name == "postgresql":
         # Fixed order (by id): two overlapping runs queue on the same rows instead of deadlocking.
-        run(f"""SELECT id FROM accounts WHERE id IN (
+        run(f"""SELECT id FROM accounts WHERE id = ANY(ARRAY(
                     SELECT primary_id FROM {STAGE} s WHERE {_CHUNK}
-                    UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK})
+                    UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK}))
                 ORDER BY id FOR UPDATE""")
+    secondaries = f"SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK}"
+    # On PostgreSQL "= ANY(ARRAY(...))" probes the index for each id instead of hashing a scan
+    # of the whole table once per chunk.
+    in_secondaries = (f"= ANY(ARRAY({secondaries}))" if connection.dialect.name == "postgresql"
+                      else f"IN ({secondaries})")
     # The plan was made without locks; another run may have changed these accounts since.
     changed = run(f"""
         UPDATE {STAGE} SET
@@ -99,7 +104,7 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                COALESCE(held.links, 0), :operator, :now
         FROM {STAGE} s LEFT JOIN (
             SELECT t.account_id, COUNT(*) AS links FROM account_tins t
-            WHERE t.account_id IN (SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK})
+            WHERE t.account_id {in_secondaries}
             GROUP BY t.account_id) held ON held.account_id = s.secondary_id
         WHERE {_CHUNK}""").rowcount
     json = _json_object(connection)
@@ -122,8 +127,7 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
             ON CONFLICT (account_id, tin) DO UPDATE SET role = CASE
                 WHEN excluded.role = 'security_admin' THEN 'security_admin'
                 ELSE account_tins.role END""")
-    run(f"""DELETE FROM account_tins WHERE account_id IN (
-                SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK})""")
+    run(f"DELETE FROM account_tins WHERE account_id {in_secondaries}")
     run(f"""UPDATE accounts SET status = 'merged', merged_into = s.primary_id, updated_at = :now
             FROM {STAGE} s WHERE accounts.id = s.secondary_id AND {_CHUNK}""")
     run(f"""INSERT INTO audit_log (at, operator, action, target, account, tin, details)
