@@ -186,6 +186,7 @@ def _build_stage(connection: Connection) -> None:
         LEFT JOIN accounts s ON lower(s.username) = lower(r.secondary_key)""")
     connection.exec_driver_sql(f"DROP TABLE {RAW}")
     connection.exec_driver_sql(f"CREATE INDEX {STAGE}_seq ON {STAGE} (seq)")
+    connection.exec_driver_sql(f"CREATE INDEX {STAGE}_primary ON {STAGE} (primary_id)")
     connection.exec_driver_sql(f"CREATE INDEX {STAGE}_secondary ON {STAGE} (secondary_key)")
 
 
