@@ -71,8 +71,12 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
     secondaries = f"SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK}"
     # On PostgreSQL "= ANY(ARRAY(...))" probes the index for each id instead of hashing a scan
     # of the whole table once per chunk.
-    in_secondaries = (f"= ANY(ARRAY({secondaries}))" if connection.dialect.name == "postgresql"
-                      else f"IN ({secondaries})")
+    postgres = connection.dialect.name == "postgresql"
+    in_secondaries = f"= ANY(ARRAY({secondaries}))" if postgres else f"IN ({secondaries})"
+
+    def probe(column: str) -> str:
+        return f"AND {column} = ANY(ARRAY({secondaries}))" if postgres else ""
+
     # The plan was made without locks; another run may have changed these accounts since.
     changed = run(f"""
         UPDATE {STAGE} SET
@@ -115,13 +119,14 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
             JOIN accounts sec ON sec.id = s.secondary_id JOIN accounts p ON p.id = s.primary_id
             WHERE {_CHUNK}""")
     run(f"""UPDATE accounts SET merged_into = s.primary_id, updated_at = :now
-            FROM {STAGE} s WHERE accounts.merged_into = s.secondary_id AND {_CHUNK}""")
+            FROM {STAGE} s WHERE accounts.merged_into = s.secondary_id AND {_CHUNK}
+              {probe("accounts.merged_into")}""")
     # 'security_admin' sorts before 'user': MIN(role) is the higher role of the secondaries,
     # and the upsert keeps the higher of that and the primary's own.
     run(f"""INSERT INTO account_tins (account_id, tin, role, linked_at)
             SELECT s.primary_id, t.tin, MIN(t.role), MIN(t.linked_at)
             FROM {STAGE} s JOIN account_tins t ON t.account_id = s.secondary_id
-            WHERE {_CHUNK}
+            WHERE {_CHUNK} {probe("t.account_id")}
             GROUP BY s.primary_id, t.tin
             ORDER BY s.primary_id, t.tin
             ON CONFLICT (account_id, tin) DO UPDATE SET role = CASE
@@ -129,7 +134,8 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                 ELSE account_tins.role END""")
     run(f"DELETE FROM account_tins WHERE account_id {in_secondaries}")
     run(f"""UPDATE accounts SET status = 'merged', merged_into = s.primary_id, updated_at = :now
-            FROM {STAGE} s WHERE accounts.id = s.secondary_id AND {_CHUNK}""")
+            FROM {STAGE} s WHERE accounts.id = s.secondary_id AND {_CHUNK}
+              {probe("accounts.id")}""")
     run(f"""INSERT INTO audit_log (at, operator, action, target, account, tin, details)
             SELECT :now, :operator, 'account.consolidate', 'account:' || s.secondary_username,
                    s.primary_username, s.tin,
