@@ -1,0 +1,175 @@
+"""``portalctl codes``: issue, list, show, verify, revoke and reissue registration codes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from portalctl.cli.runtime import (
+    FormatOption,
+    OutputFormat,
+    ReasonOption,
+    RevealOption,
+    emit,
+    fail,
+    runtime,
+)
+
+app = typer.Typer(help="Issue, check and revoke registration codes.", no_args_is_help=True)
+
+CODE_COLUMNS = ["id", "tin", "status", "admin_name", "admin_email", "provider_name",
+                "issued_at", "expires_at"]
+CodeIdArgument = Annotated[int, typer.Argument(help="The code's id (not the code).")]
+
+
+@app.command("issue")
+def issue(
+    ctx: typer.Context,
+    tin: Annotated[str, typer.Option("--tin")],
+    admin_name: Annotated[str, typer.Option("--admin-name")],
+    admin_email: Annotated[str, typer.Option("--admin-email")],
+    provider_name: Annotated[str | None, typer.Option("--provider-name")] = None,
+    org_name: Annotated[str | None, typer.Option("--org-name")] = None,
+    ttl_days: Annotated[int | None, typer.Option("--ttl-days", min=1, max=60)] = None,
+    no_email: Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")] = False,
+    reveal: RevealOption = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Issue a registration code for a TIN and queue the credentialing email; prints the code once.
+
+    \b
+    Example: portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh"
+    """
+    from portalctl.core.tin import Tin
+    from portalctl.domain.codes import issue_registration_code
+
+    rt = runtime(ctx)
+    parsed = Tin.parse(tin)
+    with rt.transaction() as connection:
+        record = issue_registration_code(
+            connection, operator=rt.operator_name, tin=parsed, admin_name=admin_name,
+            admin_email=admin_email, provider_name=provider_name, org_name=org_name,
+            ttl_days=ttl_days, send_email=not no_email, settings=rt.settings)
+        if reveal:
+            rt.audit_reveal(connection, command="codes issue", target=f"code:{record['id']}")
+    emit(record, fmt, reveal=reveal)
+
+
+@app.command("list")
+def list_codes(
+    ctx: typer.Context,
+    tin: Annotated[str | None, typer.Option("--tin")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="active, used, revoked, locked or expired.")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="Admin email.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100,
+    reveal: RevealOption = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """List registration codes, newest first (never the codes themselves).
+
+    \b
+    Example: portalctl codes list --tin 061137531 --status active
+    """
+    from portalctl.core.tin import Tin
+    from portalctl.domain.codes import list_registration_codes
+
+    rt = runtime(ctx)
+    parsed = Tin.parse(tin) if tin else None
+    with rt.transaction() as connection:
+        found = list_registration_codes(connection, tin=parsed, status=status, email=email,
+                                        limit=limit)
+        if reveal:
+            rt.audit_reveal(connection, command="codes list", target="registration_codes")
+    emit(found, fmt, reveal=reveal, columns=CODE_COLUMNS)
+
+
+@app.command("show")
+def show(ctx: typer.Context, code_id: CodeIdArgument, reveal: RevealOption = False,
+         fmt: FormatOption = OutputFormat.table) -> None:
+    """Show one registration code's record.
+
+    \b
+    Example: portalctl codes show 1
+    """
+    from portalctl.domain.codes import show_registration_code
+
+    rt = runtime(ctx)
+    with rt.transaction() as connection:
+        record = show_registration_code(connection, code_id=code_id)
+        if reveal:
+            rt.audit_reveal(connection, command="codes show", target=f"code:{code_id}")
+    emit(record, fmt, reveal=reveal)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    tin: Annotated[str, typer.Option("--tin")],
+    code: Annotated[str | None, typer.Option(
+        "--code", help="The code (prompted without echo if not given).")] = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Check a code for a TIN without using it. Exit 0 valid, 4 with the reason otherwise.
+
+    Failures count against the TIN; after PORTALCTL_CODE_MAX_ATTEMPTS (default 5) the TIN's
+    active codes are locked.
+
+    \b
+    Example: portalctl codes verify --tin 061137531 --code 12345678
+    """
+    from portalctl.core.tin import Tin
+    from portalctl.domain.codes import check_registration_code
+
+    rt = runtime(ctx)
+    parsed = Tin.parse(tin)
+    if code is None:
+        code = typer.prompt("Registration code", hide_input=True)
+    with rt.transaction() as connection:
+        result = check_registration_code(
+            connection, operator=rt.operator_name, tin=parsed, code=code,
+            secret_key=rt.settings.secret_key, max_attempts=rt.settings.code_max_attempts)
+    emit(result, fmt)
+    if not result.valid:
+        fail(f"code refused: {result.reason} ({result.failed_attempts} failed attempt(s)"
+             + (", the TIN's codes are now locked)" if result.locked else ")"), 4)
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, code_id: CodeIdArgument, reason: ReasonOption,
+           fmt: FormatOption = OutputFormat.table) -> None:
+    """Revoke a code so it can no longer be used.
+
+    \b
+    Example: portalctl codes revoke 1 --reason "sent to the wrong address"
+    """
+    from portalctl.domain.codes import revoke_registration_code
+
+    rt = runtime(ctx)
+    with rt.transaction() as connection:
+        record = revoke_registration_code(connection, operator=rt.operator_name,
+                                          code_id=code_id, reason=reason)
+    emit(record, fmt)
+
+
+@app.command("reissue")
+def reissue(
+    ctx: typer.Context,
+    code_id: CodeIdArgument,
+    no_email: Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")] = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Revoke a code and issue a new one to the same contact; prints the new id and code once.
+
+    \b
+    Example: portalctl codes reissue 1
+    """
+    from portalctl.domain.codes import reissue_registration_code
+
+    rt = runtime(ctx)
+    with rt.transaction() as connection:
+        record = reissue_registration_code(connection, operator=rt.operator_name,
+                                           code_id=code_id, settings=rt.settings,
+                                           send_email=not no_email)
+    emit(record, fmt)

@@ -1,0 +1,65 @@
+"""The texts of the emails portalctl sends, and their MIME form.
+
+Bodies are stored in the outbox with ``{secret}`` where a code goes; the code itself is filled
+in only at delivery (see ``portalctl.domain.outbox``)."""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+from portalctl.core.config import Settings
+
+SECRET_PLACEHOLDER = "{secret}"
+
+
+def _one_line(text: str) -> str:
+    """Header values never carry a line break, so a name cannot add a header."""
+    return " ".join(str(text).split())
+
+
+def credentialing_subject(settings: Settings) -> str:
+    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal registration code"
+
+
+def credentialing_body(settings: Settings, *, admin_name: str, provider_name: str | None) -> str:
+    """The seed's credentialing email; the code stays a placeholder until delivery."""
+    insurer = settings.get("PORTALCTL_INSURER_NAME")
+    provider = _one_line(provider_name) if provider_name else "your organisation"
+    phones = settings.get("PORTALCTL_COMMERCIAL_PHONES")
+    medicare = settings.get("PORTALCTL_MEDICARE_PHONE")
+    return (
+        f"Hi {_one_line(admin_name)},\n\n"
+        f"We are pleased to inform you, {provider} has successfully completed our credentialing "
+        "process. You have been identified as their Portal Security Administrator. You have been "
+        "entrusted to set up and manage their secure provider portal account and oversee the "
+        "Users who may access our portal(s) for this provider. We are looking to you to ensure "
+        "HIPAA's minimally necessary requirement can be met by assigning the right security role "
+        "to each User.\n\n"
+        "If you have already set up an account for the practice/organization, no further action "
+        "is needed. If you have not set up an account yet, please establish one using this "
+        f"Registration Code: {SECRET_PLACEHOLDER}.\n\n"
+        f"Go to {settings.get('PORTALCTL_PORTAL_URL')} to register and to see instructions for "
+        "setting up other Users, for linking accounts, and to make the most of the functions "
+        "available on our secure provider portal. If you need help setting up your account, "
+        f"please call our Provider Customer Service team at {phones}; or Medicare Provider "
+        f"Services at {medicare} and we will be happy to help you.\n\n"
+        "We are looking forward to working with you.\n\n"
+        f"{insurer}\n{settings.get('PORTALCTL_INSURER_ADDRESS')}\n"
+    )
+
+
+def build_message(*, sender: str, recipient: str, recipient_name: str | None, subject: str,
+                  body: str, message_id: str) -> EmailMessage:
+    """A plain-text MIME message; every header value is flattened to one line."""
+    message = EmailMessage()
+    message["From"] = _one_line(sender)
+    if recipient_name:
+        message["To"] = Address(display_name=_one_line(recipient_name),
+                                addr_spec=_one_line(recipient))
+    else:
+        message["To"] = _one_line(recipient)
+    message["Subject"] = _one_line(subject)
+    message["Message-ID"] = _one_line(message_id)
+    message.set_content(body)
+    return message

@@ -1,0 +1,93 @@
+"""`portalctl codes ...` end to end through the CLI, re-checked in the database."""
+
+import pytest
+
+TIN = "061137531"
+
+
+@pytest.fixture
+def issued(cli):
+    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "James Smith",
+                 "--admin-email", "james.smith@example.org", "--provider-name", "Ruth Goneh",
+                 "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return result.json()
+
+
+def test_issue_prints_the_code_once_with_a_masked_tin(issued, cli, backend):
+    assert issued["tin"] == "*****7531" and len(issued["code"]) == 8
+    assert TIN not in str(issued)
+    shown = cli("codes", "show", str(issued["id"]), "--format", "json").json()
+    assert "code" not in shown and shown["status"] == "active"
+    assert backend.scalar("SELECT count(*) FROM organisations") == 1
+    assert backend.scalar("SELECT count(*) FROM outbox") == 1
+
+
+def test_issue_with_no_email_queues_nothing(cli, backend):
+    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "A", "--admin-email",
+                 "a@example.org", "--no-email")
+    assert result.exit_code == 0, result.stderr
+    assert backend.scalar("SELECT count(*) FROM outbox") == 0
+
+
+def test_issue_with_an_invalid_email_exits_5_and_writes_nothing(cli, backend):
+    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "A", "--admin-email", "nope")
+    assert result.exit_code == 5 and "invalid admin email 'nope'" in result.stderr
+    assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
+
+
+def test_verify_exits_0_for_a_valid_code(issued, cli):
+    result = cli("codes", "verify", "--tin", TIN, "--code", issued["code"])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_wrong_codes_exit_4_and_the_fifth_locks(issued, cli, backend):
+    wrong = "00000000" if issued["code"] != "00000000" else "11111111"
+    for _ in range(5):
+        result = cli("codes", "verify", "--tin", TIN, "--code", wrong)
+        assert result.exit_code == 4 and "code refused: wrong" in result.stderr
+    assert "now locked" in result.stderr
+    assert backend.scalar("SELECT failed_code_attempts FROM organisations") == 5
+    result = cli("codes", "verify", "--tin", TIN, "--code", issued["code"])
+    assert result.exit_code == 4 and "code refused: locked" in result.stderr
+
+
+def test_revoked_code_is_refused_with_its_reason(issued, cli):
+    assert cli("codes", "revoke", str(issued["id"]), "--reason", "lost").exit_code == 0
+    result = cli("codes", "verify", "--tin", TIN, "--code", issued["code"])
+    assert result.exit_code == 4 and "code refused: revoked" in result.stderr
+    again = cli("codes", "revoke", str(issued["id"]), "--reason", "lost")
+    assert again.exit_code == 4
+
+
+def test_expired_code_is_listed_as_expired_and_refused(issued, cli, backend):
+    with backend.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE registration_codes SET issued_at = '2020-01-01 00:00:00',"
+                                   " expires_at = '2020-01-02 00:00:00'")
+    listed = cli("codes", "list", "--status", "expired", "--format", "json").json()
+    assert [row["id"] for row in listed] == [issued["id"]]
+    result = cli("codes", "verify", "--tin", TIN, "--code", issued["code"])
+    assert result.exit_code == 4 and "code refused: expired" in result.stderr
+
+
+def test_reissue_prints_a_new_code_and_revokes_the_old(issued, cli):
+    result = cli("codes", "reissue", str(issued["id"]), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    new = result.json()
+    assert new["id"] != issued["id"] and new["replaces_id"] == issued["id"]
+    assert cli("codes", "verify", "--tin", TIN, "--code", new["code"]).exit_code == 0
+    assert cli("codes", "show", str(issued["id"]), "-f", "json").json()["status"] == "revoked"
+
+
+def test_show_of_an_unknown_code_exits_3(cli):
+    result = cli("codes", "show", "999")
+    assert result.exit_code == 3 and "no registration code 999" in result.stderr
+
+
+def test_no_plain_code_is_stored_in_any_text_column(issued, backend):
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(backend.engine)
+    for table in inspector.get_table_names():
+        for row in backend.rows(f"SELECT * FROM {table}"):
+            assert issued["code"] not in " ".join(str(v) for v in row.values()), table
