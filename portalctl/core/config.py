@@ -24,6 +24,7 @@ SETTING_DEFAULTS: dict[str, str | None] = {
     "PORTALCTL_CODE_MAX_ATTEMPTS": "5",
     "PORTALCTL_ACCOUNT_MAX_FAILURES": "5",
     "PORTALCTL_MAIL_MAX_ATTEMPTS": "8",
+    "PORTALCTL_MAIL_LEASE_SECONDS": "600",
     "PORTALCTL_INSURER_NAME": "ConnectiCare",
     "PORTALCTL_INSURER_ADDRESS": "175 Scott Swamp Road | Farmington, CT 06032",
     "PORTALCTL_PORTAL_URL": "provider.connecticare.com",
