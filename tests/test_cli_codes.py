@@ -91,3 +91,41 @@ def test_no_plain_code_is_stored_in_any_text_column(issued, backend):
     for table in inspector.get_table_names():
         for row in backend.rows(f"SELECT * FROM {table}"):
             assert issued["code"] not in " ".join(str(v) for v in row.values()), table
+
+
+def test_issue_csv_issues_every_row_and_queues_every_email(cli, backend, tmp_path):
+    path = tmp_path / "credentialed.csv"
+    path.write_text("TIN,admin_name,admin_email,provider_name,org_name\n"
+                    "061137531,James Smith,james.smith@example.org,Ruth Goneh,Goneh Practice\n"
+                    "83-6576879,Ann Lee,ann@example.org,,\n"
+                    "836576879,Bob Roe,bob@example.org,Dr Roe,\n")
+    result = cli("codes", "issue", "--csv", str(path), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["codes_issued"] == 3 and result.json()["emails_queued"] == 3
+    assert result.json()["organisations_created"] == 2
+    assert backend.scalar("SELECT count(*) FROM outbox WHERE code_id IS NOT NULL") == 3
+    assert backend.scalar("SELECT name FROM organisations WHERE tin = '061137531'") == (
+        "Goneh Practice")
+    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'code.issue'") == 3
+    sent = cli("mail", "send", "--format", "json").json()
+    assert sent["sent"] == 3
+    assert backend.scalar("SELECT count(*) FROM outbox WHERE secret_ciphertext IS NULL") == 3
+
+
+def test_issue_csv_with_a_bad_row_exits_5_naming_the_line_and_writes_nothing(cli, backend,
+                                                                             tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("tin,admin_name,admin_email\n061137531,James Smith,j@example.org\n"
+                    "12345,Ann Lee,ann@example.org\n")
+    result = cli("codes", "issue", "--csv", str(path))
+    assert result.exit_code == 5 and "bad.csv:3" in result.stderr
+    assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
+    assert backend.scalar("SELECT count(*) FROM organisations") == 0
+
+
+def test_issue_csv_dry_run_writes_nothing(cli, backend, tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text("tin,admin_name,admin_email\n061137531,James Smith,j@example.org\n")
+    result = cli("codes", "issue", "--csv", str(path), "--dry-run", "--format", "json")
+    assert result.exit_code == 0 and result.json()["would_issue"] == 1
+    assert backend.scalar("SELECT count(*) FROM registration_codes") == 0

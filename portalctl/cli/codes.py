@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,13 +27,17 @@ CodeIdArgument = Annotated[int, typer.Argument(help="The code's id (not the code
 @app.command("issue")
 def issue(
     ctx: typer.Context,
-    tin: Annotated[str, typer.Option("--tin")],
-    admin_name: Annotated[str, typer.Option("--admin-name")],
-    admin_email: Annotated[str, typer.Option("--admin-email")],
+    tin: Annotated[str | None, typer.Option("--tin")] = None,
+    admin_name: Annotated[str | None, typer.Option("--admin-name")] = None,
+    admin_email: Annotated[str | None, typer.Option("--admin-email")] = None,
     provider_name: Annotated[str | None, typer.Option("--provider-name")] = None,
     org_name: Annotated[str | None, typer.Option("--org-name")] = None,
     ttl_days: Annotated[int | None, typer.Option("--ttl-days", min=1, max=60)] = None,
     no_email: Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")] = False,
+    csv_file: Annotated[Path | None, typer.Option(
+        "--csv", help="Issue for every row of this CSV (tin,admin_name,admin_email, optional "
+        "provider_name,org_name); all or nothing; prints counts, the codes go by email.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --csv: validate only.")] = False,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -42,9 +47,19 @@ def issue(
     Example: portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh"
     """
     from portalctl.core.tin import Tin
+    from portalctl.domain.code_import import issue_codes_from_csv
     from portalctl.domain.codes import issue_registration_code
 
     rt = runtime(ctx)
+    if csv_file is not None:
+        with rt.transaction() as connection:
+            summary = issue_codes_from_csv(connection, csv_file, operator=rt.operator_name,
+                                           settings=rt.settings, dry_run=dry_run,
+                                           send_email=not no_email)
+        emit(summary, fmt)
+        return
+    if not tin or not admin_name or not admin_email:
+        fail("give --tin, --admin-name and --admin-email, or --csv FILE", 2)
     parsed = Tin.parse(tin)
     with rt.transaction() as connection:
         record = issue_registration_code(
