@@ -34,6 +34,30 @@ printf 'username,tin\nmgarcia,061137531\ndlee,836576879\nnobody,836576879\n' > l
 step portalctl accounts lookup --csv lookups.csv
 
 # --- registration codes and email (issue 2) ---
+echo
+echo "== Ruth Goneh finished credentialing: a registration code for her TIN, emailed to James Smith"
+printf '\n\033[1m$ %s\033[0m\n' 'portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh" --format json'
+portalctl codes issue --tin 061137531 --admin-name "James Smith" \
+    --admin-email james.smith@example.org --provider-name "Ruth Goneh" --format json | tee issued.json
+CODE=$(python3 -c 'import json; print(json.load(open("issued.json"))["code"])')
+echo "(no PORTALCTL_SMTP_URL here, so mail send writes .eml files to ./outbox-mail/)"
+step portalctl mail send
+step ls outbox-mail
+echo "(the .eml, decoded: headers and the text of the seed's credentialing email)"
+python3 - outbox-mail/*.eml <<'PY'
+import sys
+from email import message_from_binary_file, policy
+message = message_from_binary_file(open(sys.argv[1], "rb"), policy=policy.default)
+for name in ("From", "To", "Subject", "Message-ID"):
+    print(f"{name}: {message[name]}")
+print()
+print(message.get_content())
+PY
+step portalctl codes verify --tin 061137531 --code "$CODE"
+echo "(a wrong code is refused and counted, exit 4:)"
+step portalctl codes verify --tin 061137531 --code 00000000 || echo "exit $?"
+step portalctl codes list --tin 061137531
+step portalctl mail list
 
 # --- Tax ID linking and registration (issue 3) ---
 
