@@ -207,3 +207,12 @@ def test_two_concurrent_runs_send_each_email_once(cli, backend, tmp_path):
     ids = [message["Message-ID"] for message in server.handler.received]
     assert len(ids) == 600 and len(set(ids)) == 600
     assert backend.scalar("SELECT count(*) FROM outbox WHERE status = 'sent'") == 600
+
+
+def test_dry_run_counts_due_emails_and_sends_nothing(cli, backend):
+    issue(cli)
+    issue(cli, email="ann@example.org", name="Ann")
+    result = cli("mail", "send", "--dry-run", "--format", "json")
+    assert result.exit_code == 0 and result.json() == {"due": 2, "dry_run": True}
+    assert backend.scalar("SELECT count(*) FROM outbox WHERE status = 'queued'") == 2
+    assert not Path(backend.env["PORTALCTL_MAIL_DIR"]).exists()

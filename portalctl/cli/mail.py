@@ -19,6 +19,8 @@ EmailIdArgument = Annotated[int, typer.Argument(help="The email's id in the outb
 def send(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 1000,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only count the emails that are due; send nothing.")] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Deliver due emails over PORTALCTL_SMTP_URL, or as .eml files in PORTALCTL_MAIL_DIR.
@@ -29,9 +31,12 @@ def send(
     \b
     Example: portalctl mail send --limit 500
     """
-    from portalctl.domain.mail_delivery import send_due_emails
+    from portalctl.domain.mail_delivery import count_due_emails, send_due_emails
 
     rt = runtime(ctx)
+    if dry_run:
+        emit({"due": count_due_emails(rt.engine()), "dry_run": True}, fmt)
+        return
     summary = send_due_emails(rt.engine(), operator=rt.operator_name, settings=rt.settings,
                               limit=limit)
     for error in summary.errors:

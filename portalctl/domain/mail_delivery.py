@@ -125,6 +125,15 @@ class _FileSender:
         pass
 
 
+def count_due_emails(engine: Engine) -> int:
+    """What a run would try now (``mail send --dry-run``); nothing is claimed."""
+    now = utc_now()
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            _O.status.in_(("queued", "failed")), _O.next_attempt_at <= now,
+            sa.or_(_O.claimed_until.is_(None), _O.claimed_until < now))).scalar_one()
+
+
 def _permanent(error: Exception) -> bool:
     code = getattr(error, "smtp_code", None)
     if isinstance(error, smtplib.SMTPRecipientsRefused):
@@ -150,9 +159,12 @@ def send_due_emails(engine: Engine, *, operator: str, settings: Settings,
             if not ids:
                 break
             summary.claimed += len(ids)
-            for email_id in ids:
-                _deliver_one(engine, sender, email_id=email_id, run_id=run_id,
-                             settings=settings, max_attempts=max_attempts, summary=summary)
+            with engine.connect() as connection:
+                rows = connection.execute(sa.select(outbox).where(
+                    _O.id.in_(ids), _O.claimed_by == run_id).order_by(_O.id)).all()
+            for row in rows:
+                _deliver_one(engine, sender, row, settings=settings,
+                             max_attempts=max_attempts, summary=summary)
     finally:
         sender.close()
     if summary.claimed:
@@ -163,13 +175,9 @@ def send_due_emails(engine: Engine, *, operator: str, settings: Settings,
     return summary
 
 
-def _deliver_one(engine: Engine, sender, *, email_id: int, run_id: str, settings: Settings,
-                 max_attempts: int, summary: SendSummary) -> None:
-    with engine.connect() as connection:
-        row = connection.execute(sa.select(outbox).where(_O.id == email_id,
-                                                         _O.claimed_by == run_id)).first()
-    if row is None:
-        return
+def _deliver_one(engine: Engine, sender, row, *, settings: Settings, max_attempts: int,
+                 summary: SendSummary) -> None:
+    email_id = row.id
     body = row.body
     if row.secret_ciphertext is not None:
         body = body.replace(SECRET_PLACEHOLDER,
