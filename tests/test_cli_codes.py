@@ -129,3 +129,11 @@ def test_issue_csv_dry_run_writes_nothing(cli, backend, tmp_path):
     result = cli("codes", "issue", "--csv", str(path), "--dry-run", "--format", "json")
     assert result.exit_code == 0 and result.json()["would_issue"] == 1
     assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
+
+
+def test_issue_without_a_secret_key_exits_with_a_clear_message(cli, backend):
+    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "A", "--admin-email",
+                 "a@example.org", env={"PORTALCTL_SECRET_KEY": ""})
+    assert result.exit_code != 0 and "PORTALCTL_SECRET_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
