@@ -137,3 +137,19 @@ def test_issue_without_a_secret_key_exits_with_a_clear_message(cli, backend):
     assert result.exit_code != 0 and "PORTALCTL_SECRET_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
     assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
+
+
+def test_issue_csv_emails_match_the_single_issue_text(cli, backend, tmp_path):
+    from portalctl.core.config import Settings
+    from portalctl.domain.emails import credentialing_body
+
+    path = tmp_path / "two.csv"
+    path.write_text("tin,admin_name,admin_email,provider_name\n"
+                    "061137531,James Smith,j@example.org,Ruth Goneh\n"
+                    "836576879,Ann Lee,ann@example.org,\n")
+    assert cli("codes", "issue", "--csv", str(path)).exit_code == 0
+    bodies = [row["body"] for row in backend.rows("SELECT body FROM outbox ORDER BY id")]
+    settings = Settings(backend.env)
+    assert bodies == [
+        credentialing_body(settings, admin_name="James Smith", provider_name="Ruth Goneh"),
+        credentialing_body(settings, admin_name="Ann Lee", provider_name=None)]

@@ -28,11 +28,12 @@ from portalctl.domain.validation import clean_email
 REQUIRED = ("tin", "admin_name", "admin_email")
 OPTIONAL = ("provider_name", "org_name")
 _STAGE = "issue_codes"
+_NAME_MARK, _PROVIDER_MARK = "\ue000", "\ue001"  # private-use characters
 _STAGE_COLUMNS = [
     ("line", "INTEGER"), ("tin", "CHAR(9)"), ("admin_name", "VARCHAR(200)"),
     ("admin_email", "VARCHAR(254)"), ("provider_name", "VARCHAR(200)"),
     ("org_name", "VARCHAR(200)"), ("code_hmac", "CHAR(64)"), ("secret_ciphertext", "TEXT"),
-    ("message_id", "VARCHAR(250)"), ("body", "TEXT"),
+    ("message_id", "VARCHAR(250)"),
 ]
 
 
@@ -69,7 +70,7 @@ def issue_codes_from_csv(connection: Connection, path: Path, *, operator: str,
                 provider = _one_line(values.get("provider_name"))
                 if dry_run:
                     yield (record.line, tin, name, email, provider,
-                           _one_line(values.get("org_name")), None, None, None, None)
+                           _one_line(values.get("org_name")), None, None, None)
                     continue
                 while True:
                     code = generate_code(digits)
@@ -77,11 +78,10 @@ def issue_codes_from_csv(connection: Connection, path: Path, *, operator: str,
                     if digest not in seen:
                         seen.add(digest)
                         break
-                body = credentialing_body(settings, admin_name=name, provider_name=provider)
                 yield (record.line, tin, name, email, provider,
                        _one_line(values.get("org_name")), digest,
                        encrypt_secret(key, code) if send_email else None,
-                       new_message_id() if send_email else None, body if send_email else None)
+                       new_message_id() if send_email else None)
             except PortalError as error:
                 errors.add(record.line, error.message)
 
@@ -111,8 +111,16 @@ def issue_codes_from_csv(connection: Connection, path: Path, *, operator: str,
 
 def _apply(connection: Connection, *, operator: str, settings: Settings, now: datetime,
            ttl_days: int, send_email: bool) -> dict[str, int]:
+    # The body is the credentialing text with the names spliced in by SQL, so the staged rows
+    # stay small; the same function renders it for a single issue.
+    template = credentialing_body(settings, admin_name=_NAME_MARK, provider_name=_PROVIDER_MARK)
+    head, rest = template.split(_NAME_MARK)
+    middle, tail = rest.split(_PROVIDER_MARK)
+    default_provider = credentialing_body(settings, admin_name=_NAME_MARK, provider_name=None
+                                          ).split(_NAME_MARK)[1][len(middle):-len(tail)]
     params = {"now": now, "expires": now + timedelta(days=ttl_days), "operator": operator,
-              "subject": credentialing_subject(settings)}
+              "subject": credentialing_subject(settings), "head": head, "middle": middle,
+              "tail": tail, "default_provider": default_provider}
     typed = [sa.bindparam("now", type_=UTCDateTime)]
     organisations_created = connection.execute(sa.text(f"""
         INSERT INTO organisations (tin, name, failed_code_attempts, created_at)
@@ -133,7 +141,9 @@ def _apply(connection: Connection, *, operator: str, settings: Settings, now: da
             INSERT INTO outbox (kind, message_id, recipient, recipient_name, subject, body,
                                 secret_ciphertext, status, attempts, next_attempt_at, code_id,
                                 tin, created_at)
-            SELECT 'credentialing', s.message_id, s.admin_email, s.admin_name, :subject, s.body,
+            SELECT 'credentialing', s.message_id, s.admin_email, s.admin_name, :subject,
+                   :head || s.admin_name || :middle
+                   || COALESCE(s.provider_name, :default_provider) || :tail,
                    s.secret_ciphertext, 'queued', 0, :now, r.id, s.tin, :now
             FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac
             ORDER BY s.line
