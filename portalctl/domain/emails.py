@@ -49,6 +49,41 @@ def credentialing_body(settings: Settings, *, admin_name: str, provider_name: st
     )
 
 
+def registration_blocked_subject(settings: Settings) -> str:
+    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal registration"
+
+
+def registration_blocked_body(settings: Settings, *, recipient_name: str) -> str:
+    """Sent to the email of an existing account when a registration hit the seed's "Oops!"."""
+    return (
+        f"Hi {_one_line(recipient_name)},\n\n"
+        "Someone tried to register a new provider portal account with this email address, but "
+        "an account is already set up for it, so the registration could not be completed. "
+        "If this was you, sign in with your existing account and add the Tax ID there.\n\n"
+        "If you need help, please contact Provider Services at:\n"
+        f"For Commercial Services call: {settings.get('PORTALCTL_COMMERCIAL_PHONES')}, "
+        "available 8 a.m. to 6 p.m. Monday - Friday.\n"
+        f"For Medicare Services call: {settings.get('PORTALCTL_MEDICARE_PHONE')}, "
+        "available 8 a.m. to 6 p.m. Monday - Friday.\n\n"
+        f"{settings.get('PORTALCTL_INSURER_NAME')}\n{settings.get('PORTALCTL_INSURER_ADDRESS')}\n"
+    )
+
+
+def email_verification_subject(settings: Settings) -> str:
+    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal: confirm your email"
+
+
+def email_verification_body(settings: Settings, *, recipient_name: str) -> str:
+    """A short-lived code confirming an address; the code is the ``{secret}`` placeholder."""
+    return (
+        f"Hi {_one_line(recipient_name)},\n\n"
+        f"Your email verification code is: {SECRET_PLACEHOLDER}\n\n"
+        "Enter it on the provider portal to confirm this email address. If you did not ask for "
+        "it, you can ignore this email.\n\n"
+        f"{settings.get('PORTALCTL_INSURER_NAME')}\n"
+    )
+
+
 def build_message(*, sender: str, recipient: str, recipient_name: str | None, subject: str,
                   body: str, message_id: str) -> EmailMessage:
     """A plain-text MIME message; every header value is flattened to one line."""
