@@ -60,6 +60,17 @@ step portalctl codes list --tin 061137531
 step portalctl mail list
 
 # --- Tax ID linking and registration (issue 3) ---
+echo
+echo "== Registering an additional Tax ID with a code (the portal guide's flow)"
+code=$(portalctl codes issue --tin 061137531 --admin-name "James Smith" \
+    --admin-email james.smith@goneh-practice.example --provider-name "Ruth Goneh" --no-email \
+    -f csv | tail -n 1 | cut -d, -f3)
+echo "(a code for 061137531 was issued to James Smith; it is printed only once)"
+echo "(James already has an account with that email: registering anew is refused, exit 4)"
+step portalctl accounts register --tin 061137531 --code "$code" -u jsmith.new \
+    -e james.smith@goneh-practice.example -n "James Smith" || echo "exit $?"
+step portalctl tins link -u james.smith --tin 061137531 --code "$code"
+step portalctl tins show 061137531
 
 # --- consolidation (issue 4) ---
 echo

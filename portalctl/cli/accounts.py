@@ -135,9 +135,9 @@ def verify(
     from portalctl.domain.accounts import verify_account
 
     rt = runtime(ctx)
-    secret = typer.prompt("Password", hide_input=True) if password else None
+    secret = typer.prompt("Password", hide_input=True, err=True) if password else None
     if not password and answer is None:
-        answer = typer.prompt("Security answer", hide_input=True)
+        answer = typer.prompt("Security answer", hide_input=True, err=True)
     with rt.transaction() as connection:
         result = verify_account(connection, operator=rt.operator_name, username=username,
                                 answer=answer, password=secret,
@@ -172,7 +172,7 @@ def create(
     from portalctl.domain.account_queries import create_account_from_options
 
     rt = runtime(ctx)
-    password = (typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = (typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
                 if password_prompt else None)
     with rt.transaction() as connection:
         record = create_account_from_options(
@@ -183,6 +183,42 @@ def create(
             rt.audit_reveal(connection, command="accounts create", target=f"account:{username}")
     say(f"created account {record['username']}")
     emit(record, fmt, reveal=reveal)
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context,
+    tin: Annotated[str, typer.Option("--tin", help="The TIN the registration code was sent for.")],
+    code: Annotated[str, typer.Option("--code", help="The registration code.")],
+    username: Annotated[str, typer.Option("--username", "-u")],
+    email: Annotated[str, typer.Option("--email", "-e")],
+    full_name: Annotated[str, typer.Option("--full-name", "-n")],
+    password_prompt: Annotated[bool, typer.Option(
+        "--password-prompt", help="Ask for a password (without echo).")] = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Register a new account from a TIN and its registration code (the new-user path).
+
+    The account becomes the TIN's security_admin and the code is used up. If an active account
+    already uses the email, exit 4 with the portal's "Oops!" message, an email goes to that
+    account explaining how to add the TIN to it, and the code stays usable.
+
+    \b
+    Example: portalctl accounts register --tin 061137531 --code 48213377 -u mgarcia -e maria.garcia@example.org -n "Maria Garcia"
+    """
+    from portalctl.domain.registration import register_account
+
+    rt = runtime(ctx)
+    password = (typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+                if password_prompt else None)
+    with rt.transaction() as connection:
+        outcome = register_account(connection, operator=rt.operator_name, tin=tin, code=code,
+                                   username=username, email=email, full_name=full_name,
+                                   password=password, settings=rt.settings)
+    if outcome.refusal:
+        fail(outcome.refusal, 4)
+    say(f"registered account {outcome.record['username']}")
+    emit(outcome.record, fmt)
 
 
 @app.command("import")

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from portalctl import __version__
-from portalctl.cli import accounts, audit, codes, consolidate, db, mail
+from portalctl.cli import accounts, audit, codes, consolidate, db, mail, tins
 from portalctl.cli.runtime import Runtime
 from portalctl.core.errors import ExitCode, PortalError
 
@@ -123,6 +123,7 @@ def main_options(
 
 app.add_typer(db.app, name="db")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(tins.app, name="tins")
 app.add_typer(codes.app, name="codes")
 app.add_typer(mail.app, name="mail")
 app.add_typer(consolidate.app, name="consolidate")

@@ -140,7 +140,7 @@ def verify(
     rt = runtime(ctx)
     parsed = Tin.parse(tin)
     if code is None:
-        code = typer.prompt("Registration code", hide_input=True)
+        code = typer.prompt("Registration code", hide_input=True, err=True)
     with rt.transaction() as connection:
         result = check_registration_code(
             connection, operator=rt.operator_name, tin=parsed, code=code,
