@@ -58,14 +58,19 @@ def open_csv_text(path: str | Path) -> tuple[IO[str], str]:
             return sys.stdin, "<stdin>"
         return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), "<stdin>"
     file_path = Path(path)
+    return open_input_file(file_path, encoding="utf-8-sig", newline=""), str(file_path)
+
+
+def open_input_file(path: str | Path, mode: str = "r", **options) -> IO:
+    """Open an input file; a missing, unreadable or directory path is invalid input (exit 5)."""
     try:
-        return open(file_path, encoding="utf-8-sig", newline=""), str(file_path)
+        return open(path, mode, **options)
     except FileNotFoundError:
-        raise InvalidInput(f"{file_path}: no such file") from None
+        raise InvalidInput(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise InvalidInput(f"{file_path}: is a directory, not a CSV file") from None
+        raise InvalidInput(f"{path}: is a directory, not a CSV file") from None
     except PermissionError:
-        raise InvalidInput(f"{file_path}: permission denied") from None
+        raise InvalidInput(f"{path}: permission denied") from None
 
 
 def read_csv(stream: IO[str], source: str, *, required: Sequence[str],

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from portalctl.core.clock import utc_now
+from portalctl.core.csvio import open_input_file
 from portalctl.core.errors import InvalidInput, NotFound, Refused
 from portalctl.core.render import escape_formula
 from portalctl.core.tin import Tin
@@ -167,14 +168,7 @@ def write_report(connection: Connection, path: str | Path, *, applied: bool) -> 
 
 def _file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{path}: is a directory, not a CSV file") from None
-    except PermissionError:
-        raise InvalidInput(f"{path}: permission denied") from None
+    with open_input_file(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
     return digest.hexdigest()
