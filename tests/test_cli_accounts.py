@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import TEST_OPERATOR
 
 from portalctl.domain.accounts import get_account_row
 
@@ -98,6 +99,28 @@ def test_lookup_finds_exactly_that_username_holding_that_tin(john, cli):
     assert partial.exit_code == 3
 
 
+def test_lookup_record_is_the_same_record_find_shows(john, cli):
+    """The look-up runs plain SQL on the driver; its record must match the engine path's."""
+    cli("accounts", "create", "-u", "old.john", "-e", "old@example.org", "-n", "Old John",
+        "--tin", "836576879")
+    looked_up = cli("accounts", "lookup", "-u", "johnsmith@gmail.com", "--tin", "061137531",
+                    "-f", "json").json()
+    found = cli("accounts", "find", "-u", "johnsmith@gmail.com", "--exact", "-f", "json").json()
+    assert looked_up == found[0] == john
+    assert [link["role"] for link in looked_up["tins"]] == ["user", "security_admin"]
+
+
+def test_lookup_reveal_shows_digits_and_is_audited(john, cli, backend):
+    shown = cli("accounts", "lookup", "-u", "johnsmith@gmail.com", "--tin", "836576879",
+                "--reveal", "-f", "json")
+    assert shown.exit_code == 0 and "836576879" in shown.stdout
+    reveals = backend.rows("SELECT operator, details FROM audit_log WHERE action = 'tin.reveal'")
+    assert len(reveals) == 1 and reveals[0]["operator"] == TEST_OPERATOR
+    hidden = cli("accounts", "lookup", "-u", "johnsmith@gmail.com", "--tin", "836576879")
+    assert "836576879" not in hidden.stdout
+    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'tin.reveal'") == 1
+
+
 def test_lookup_ignores_accounts_that_are_not_active(john, cli):
     cli("accounts", "disable", "johnsmith@gmail.com", "--reason", "test")
     assert cli("accounts", "lookup", "--username", "johnsmith@gmail.com",
@@ -109,6 +132,21 @@ def test_lookup_many_queries_from_csv_on_stdin(john, cli):
     rows = cli("accounts", "lookup", "--csv", "-", "-f", "json", input=queries).json()
     assert [(r["line"], r["found"], r.get("username")) for r in rows] == [
         (2, True, "johnsmith@gmail.com"), (3, False, None)]
+
+
+def test_lookup_csv_across_statement_chunks_keeps_order_and_repeats(john, cli, tmp_path):
+    path = tmp_path / "many.csv"
+    wanted = []
+    with open(path, "w") as handle:
+        handle.write("username,tin\n")
+        for index in range(1203):
+            hit = index % 3 == 0
+            handle.write(f"{'JohnSmith@gmail.com' if hit else f'user{index}'},"
+                         f"{'06-1137531' if index % 2 else '836576879'}\n")
+            wanted.append((index + 2, hit))
+    rows = cli("accounts", "lookup", "--csv", str(path), "-f", "json").json()
+    assert [(row["line"], row["found"]) for row in rows] == wanted
+    assert {row["username"] for row in rows if row["found"]} == {"johnsmith@gmail.com"}
 
 
 def test_lookup_csv_with_a_bad_tin_names_the_line(john, cli, tmp_path):

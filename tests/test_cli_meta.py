@@ -18,11 +18,12 @@ HEAVY = ("sqlalchemy", "psycopg", "tabulate", "dotenv")
 
 
 def all_commands():
+    """Every leaf command with its path, through Click's API (groups load lazily)."""
     def walk(command, path):
-        subcommands = getattr(command, "commands", None)
-        if subcommands:
-            for name, sub in subcommands.items():
-                yield from walk(sub, path + [name])
+        if hasattr(command, "list_commands"):
+            context = typer.Context(command)
+            for name in command.list_commands(context):
+                yield from walk(command.get_command(context, name), path + [name])
         else:
             yield path, command
     yield from walk(typer.main.get_command(app), [])

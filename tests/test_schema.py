@@ -1,12 +1,20 @@
 """One source of truth: the migrated database matches what the code queries, on both backends;
 migrations are recorded, checked and never silently re-run."""
 
+import pytest
 import sqlalchemy as sa
 
 from portalctl.core.clock import utc_now
 from portalctl.core.database import create_engine
 from portalctl.core.migrations import apply_pending, available_migrations, migration_state
 from portalctl.core.schema import metadata
+
+# A command on the engine, and the look-up on the driver's own read-only connection: both must
+# refuse a database that is missing, behind, edited or unreachable in the same way.
+READING_COMMANDS = [
+    pytest.param(("accounts", "find", "--name", "a"), id="engine"),
+    pytest.param(("accounts", "lookup", "-u", "a", "--tin", "836576879"), id="read-only"),
+]
 
 
 def _type_family(sql_type) -> str:
@@ -82,32 +90,36 @@ def test_db_init_is_idempotent_and_records_checksums(backend, cli):
     assert [(r["version"], r["checksum"]) for r in rows] == expected
 
 
-def test_an_edited_migration_is_refused(backend, cli):
+@pytest.mark.parametrize("command", READING_COMMANDS)
+def test_an_edited_migration_is_refused(backend, cli, command):
     with backend.begin() as connection:
         connection.execute(sa.text(
             "UPDATE schema_migrations SET checksum = 'x' WHERE version = '0001'"))
     result = cli("db", "init")
     assert result.exit_code == 6
     assert "were edited" in result.stderr and "0001_initial.sql" in result.stderr
-    assert cli("accounts", "find", "--name", "a").exit_code == 6
+    refused = cli(*command)
+    assert refused.exit_code == 6 and "out of date (0001_initial.sql)" in refused.stderr
 
 
-def test_a_database_behind_exits_6_naming_the_command(backend, cli):
+@pytest.mark.parametrize("command", READING_COMMANDS)
+def test_a_database_behind_exits_6_naming_the_command(backend, cli, command):
     with backend.begin() as connection:
         connection.execute(sa.text("DELETE FROM schema_migrations WHERE version = '0002'"))
-    result = cli("accounts", "find", "--name", "a")
+    result = cli(*command)
     assert result.exit_code == 6
     assert "out of date" in result.stderr and "portalctl db init" in result.stderr
 
 
-def test_a_database_never_initialised_exits_6(empty_db_url, bare_cli):
+@pytest.mark.parametrize("command", [("accounts", "show", "x"), READING_COMMANDS[1].values[0]])
+def test_a_database_never_initialised_exits_6(empty_db_url, bare_cli, command):
     engine = create_engine(empty_db_url)
     with engine.connect() as connection:
         assert migration_state(connection).applied == []
     engine.dispose()
-    result = bare_cli("accounts", "show", "x", env={"PORTALCTL_DATABASE_URL": empty_db_url})
+    result = bare_cli(*command, env={"PORTALCTL_DATABASE_URL": empty_db_url})
     assert result.exit_code == 6
-    assert "portalctl db init" in result.stderr
+    assert "has no portalctl schema: run `portalctl db init` first" in result.stderr
 
 
 def test_db_init_creates_the_schema_from_nothing(empty_db_url, bare_cli):
@@ -127,21 +139,29 @@ def test_db_status_shows_backend_masked_url_and_counts(backend, cli):
     assert status["row_counts"]["accounts"] == 1
 
 
-def test_unreachable_postgres_exits_6_naming_host_not_password(bare_cli):
+@pytest.mark.parametrize("command", READING_COMMANDS)
+def test_unreachable_postgres_exits_6_naming_host_not_password(bare_cli, command):
     cli = bare_cli
     url = "postgresql+psycopg://admin:s3cret-pw@127.0.0.1:1/portal"
-    result = cli("accounts", "find", "--name", "a", env={"PORTALCTL_DATABASE_URL": url})
-    assert result.exit_code == 6
-    assert "127.0.0.1:1" in result.stderr
+    result = cli(*command, env={"PORTALCTL_DATABASE_URL": url})
+    assert result.exit_code == 6 and result.stderr.count("\n") == 1
+    assert "cannot reach the database (PostgreSQL at 127.0.0.1:1/portal)" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
     status = cli("db", "status", env={"PORTALCTL_DATABASE_URL": url})
     assert status.exit_code == 6 and "s3cret-pw" not in status.stderr + status.stdout
 
 
-def test_missing_sqlite_file_exits_6_and_is_not_created(bare_cli, tmp_path):
+@pytest.mark.parametrize("command", READING_COMMANDS)
+def test_missing_sqlite_file_exits_6_and_is_not_created(bare_cli, tmp_path, command):
     cli = bare_cli
     target = tmp_path / "nowhere" / "portal.db"
-    result = cli("accounts", "find", "--name", "a",
-                 env={"PORTALCTL_DATABASE_URL": f"sqlite:///{target}"})
-    assert result.exit_code == 6 and "db init" in result.stderr
+    result = cli(*command, env={"PORTALCTL_DATABASE_URL": f"sqlite:///{target}"})
+    assert result.exit_code == 6 and f"no database at {target}: run `portalctl db init`" in \
+        result.stderr
     assert not target.exists()
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS)
+def test_an_unsupported_database_url_exits_5(bare_cli, command):
+    result = bare_cli(*command, env={"PORTALCTL_DATABASE_URL": "mysql://x@localhost/db"})
+    assert result.exit_code == 5 and "unsupported database 'mysql'" in result.stderr

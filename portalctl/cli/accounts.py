@@ -1,7 +1,5 @@
 """``portalctl accounts``: find, look up, show, verify, create, import and change accounts."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
@@ -12,13 +10,14 @@ from portalctl.cli.runtime import (
     OutputFormat,
     ReasonOption,
     RevealOption,
+    command_group,
     emit,
     fail,
     runtime,
     say,
 )
 
-app = typer.Typer(help="Find, check and change portal accounts.", no_args_is_help=True)
+app = command_group("Find, check and change portal accounts.")
 
 ACCOUNT_COLUMNS = ["username", "email", "full_name", "status", "merged_into", "tins"]
 UsernameArgument = Annotated[str, typer.Argument(help="The account's username (any case).")]
@@ -80,17 +79,18 @@ def lookup(
     \b
     Example: portalctl accounts lookup --username johnsmith@gmail.com --tin 836576879
     """
-    from portalctl.domain.account_queries import lookup_from_csv, lookup_one
+    from portalctl.domain.account_lookup import lookup_from_csv, lookup_one
 
     rt = runtime(ctx)
     if csv_file is None and (not username or not tin):
         fail("give --username and --tin, or --csv FILE", 2)
-    with rt.transaction() as connection:
+    with rt.read_only() as connection:
         if csv_file is not None:
             result = lookup_from_csv(connection, csv_file)
         else:
             result = lookup_one(connection, username=username, tin=tin)
-        if reveal:
+    if reveal:
+        with rt.transaction() as connection:
             rt.audit_reveal(connection, command="accounts lookup", target="accounts")
     columns = ["line", "query_username", "found"] + ACCOUNT_COLUMNS if csv_file else None
     emit(result, fmt, reveal=reveal, columns=columns)

@@ -1,7 +1,5 @@
 """``portalctl audit``: read the append-only audit log."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """``portalctl codes``: issue, list, show, verify, revoke and reissue registration codes."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
@@ -12,12 +10,13 @@ from portalctl.cli.runtime import (
     OutputFormat,
     ReasonOption,
     RevealOption,
+    command_group,
     emit,
     fail,
     runtime,
 )
 
-app = typer.Typer(help="Issue, check and revoke registration codes.", no_args_is_help=True)
+app = command_group("Issue, check and revoke registration codes.")
 
 CODE_COLUMNS = ["id", "tin", "status", "admin_name", "admin_email", "provider_name",
                 "issued_at", "expires_at"]

@@ -1,17 +1,14 @@
 """``portalctl consolidate``: merge duplicate accounts, one pair or a whole file, and follow batches."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, emit, fail, runtime
+from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, fail, runtime
 
-app = typer.Typer(help="Merge duplicate accounts into one (links move, the higher role wins).",
-                  no_args_is_help=True)
+app = command_group("Merge duplicate accounts into one (links move, the higher role wins).")
 
 DryRunOption = Annotated[bool, typer.Option(
     "--dry-run", help="Show what would happen; write nothing.")]

@@ -1,14 +1,12 @@
 """``portalctl db``: create or migrate the schema, show its state, load demo data."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, emit, runtime, say
+from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, runtime, say
 
-app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)
+app = command_group("Create, migrate and inspect the database.")
 
 
 @app.command("init")

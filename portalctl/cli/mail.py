@@ -1,14 +1,20 @@
 """``portalctl mail``: deliver the outbox (for cron), list, show and retry emails."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, emit, fail, runtime, say
+from portalctl.cli.runtime import (
+    FormatOption,
+    OutputFormat,
+    command_group,
+    emit,
+    fail,
+    runtime,
+    say,
+)
 
-app = typer.Typer(help="Deliver and inspect queued emails.", no_args_is_help=True)
+app = command_group("Deliver and inspect queued emails.")
 
 EMAIL_COLUMNS = ["id", "kind", "status", "recipient", "subject", "attempts", "next_attempt_at",
                  "sent_at", "last_error"]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from portalctl.core.config import Settings
+    from portalctl.core.readonly_db import ReadOnlyConnection
 
 
 class OutputFormat(StrEnum):
@@ -30,6 +31,13 @@ FormatOption = Annotated[OutputFormat, typer.Option(
 RevealOption = Annotated[bool, typer.Option(
     "--reveal", help="Show full TINs instead of *****1234 (writes an audit record).")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
+
+
+def command_group(help: str) -> typer.Typer:
+    """A ``portalctl`` command group: plain Click help (importing rich to draw boxes would double
+    ``--help``'s time) and no completion options of its own."""
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=False,
+                       rich_markup_mode=None)
 
 
 @dataclass
@@ -83,6 +91,15 @@ class Runtime:
                 engine.begin() as connection:
             yield connection
 
+    @contextmanager
+    def read_only(self) -> Iterator[ReadOnlyConnection]:
+        """A read-only driver connection on a current schema, without SQLAlchemy's start-up
+        cost (for look-ups that must answer fast)."""
+        from portalctl.core.readonly_db import readonly_connection
+
+        with readonly_connection(self.settings.database_url) as connection:
+            yield connection
+
     def audit_reveal(self, connection: Connection, *, command: str, target: str) -> None:
         from portalctl.domain.accounts import record_reveal
 
@@ -94,13 +111,11 @@ class Runtime:
 
 
 def _refuse_missing_sqlite_file(url, *, creating: bool) -> None:
-    from portalctl.core.errors import DatabaseUnavailable
+    from portalctl.core.readonly_db import refuse_missing_sqlite_file
 
-    if url.get_backend_name() != "sqlite" or creating or url.database in (None, "", ":memory:"):
-        return
-    if not Path(url.database).exists():
-        raise DatabaseUnavailable(
-            f"no database at {url.database}: run `portalctl db init` to create it")
+    if url.get_backend_name() == "sqlite" and not creating and \
+            url.database not in (None, "", ":memory:"):
+        refuse_missing_sqlite_file(url.database)
 
 
 def runtime(ctx: typer.Context) -> Runtime:

@@ -1,7 +1,5 @@
 """``portalctl tins``: a Tax ID's page, linking it to an account, and unlinking it."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
@@ -11,12 +9,13 @@ from portalctl.cli.runtime import (
     OutputFormat,
     ReasonOption,
     RevealOption,
+    command_group,
     emit,
     fail,
     runtime,
 )
 
-app = typer.Typer(help="Tax IDs (TINs): show, link to an account, unlink.", no_args_is_help=True)
+app = command_group("Tax IDs (TINs): show, link to an account, unlink.")
 
 TinArgument = Annotated[str, typer.Argument(help="The TIN: 061137531, 06-1137531 or 061-13-7531.")]
 UsernameOption = Annotated[str, typer.Option("--username", "-u", help="The account's username.")]

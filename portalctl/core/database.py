@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from portalctl.core.errors import DatabaseUnavailable, InvalidInput
+from portalctl.core.readonly_db import target_description
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -36,9 +37,8 @@ def masked_url(url: str | URL) -> str:
 
 
 def describe_target(url: URL) -> str:
-    if url.get_backend_name() == "sqlite":
-        return f"SQLite file {url.database or ':memory:'}"
-    return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+    return target_description(url.get_backend_name(), database=url.database, host=url.host,
+                              port=url.port)
 
 
 def create_engine(url: str) -> Engine:

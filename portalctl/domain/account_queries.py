@@ -1,5 +1,5 @@
-"""Account commands that take raw text (TINs as typed, CSV files of queries) and many queries at
-once, so a script pays start-up once for a whole file of look-ups."""
+"""Account commands that take raw text (TINs as typed, CSV files of searches), so a script pays
+start-up once for a whole file of searches (the look-ups are in ``account_lookup``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from portalctl.domain.accounts import (
     AccountQuery,
     create_account,
     find_accounts,
-    lookup_account,
-    lookup_accounts,
 )
 from portalctl.domain.validation import clean_role
 
@@ -35,35 +33,6 @@ def create_account_from_options(connection: Connection, *, tins: list[str],
 def find_accounts_matching(connection: Connection, *, tin: str | None, **filters: Any
                            ) -> list[dict[str, Any]]:
     return find_accounts(connection, AccountQuery(tin=Tin.parse(tin) if tin else None, **filters))
-
-
-def lookup_one(connection: Connection, *, username: str, tin: str) -> dict[str, Any]:
-    return lookup_account(connection, username=username, tin=Tin.parse(tin))
-
-
-def lookup_from_csv(connection: Connection, path: Path) -> list[dict[str, Any]]:
-    """One result row per query row (found or not); the file is validated before any look-up."""
-    stream, source = open_csv_text(path)
-    errors = CsvErrors(source)
-    queries: list[tuple[int, str, Tin]] = []
-    with stream:
-        for record in read_csv(stream, source, required=("username", "tin")):
-            try:
-                if record.problem:
-                    raise InvalidInput(record.problem)
-                queries.append((record.line, record.values["username"],
-                                Tin.parse(record.values["tin"])))
-            except PortalError as error:
-                errors.add(record.line, error.message)
-    errors.raise_if_any()
-    found = lookup_accounts(connection, [(username, tin) for _, username, tin in queries])
-    results = []
-    for (line, username, _tin), account in zip(queries, found):
-        row: dict[str, Any] = {"line": line, "query_username": username,
-                               "found": account is not None}
-        row.update(account or {})
-        results.append(row)
-    return results
 
 
 _FIND_COLUMNS = ("username", "email", "name", "tin", "status")

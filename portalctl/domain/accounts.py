@@ -171,33 +171,6 @@ def find_accounts(connection: Connection, query: AccountQuery) -> list[dict[str,
     return account_records(connection, rows)
 
 
-def lookup_account(connection: Connection, *, username: str, tin: Tin) -> dict[str, Any]:
-    """The portal's Account Lookup: the active account with exactly this username holding this TIN."""
-    found = lookup_accounts(connection, [(username, tin)])
-    if found[0] is None:
-        raise NotFound(f"no active account {username.strip()!r} holding TIN {tin}")
-    return found[0]
-
-
-def lookup_accounts(connection: Connection,
-                    queries: Sequence[tuple[str, Tin]]) -> list[dict[str, Any] | None]:
-    """Many Account Lookups at once (one query per chunk); None where there is no match."""
-    wanted = [(username.strip().lower(), tin.reveal()) for username, tin in queries]
-    by_key: dict[tuple[str, str], Any] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
-        rows = connection.execute(
-            sa.select(accounts, account_tins.c.tin.label("matched_tin"))
-            .join(account_tins, account_tins.c.account_id == accounts.c.id)
-            .where(accounts.c.status == "active")
-            .where(sa.tuple_(sa.func.lower(accounts.c.username), account_tins.c.tin).in_(chunk))
-        ).mappings().all()
-        records = account_records(connection, rows)
-        for row, record in zip(rows, records):
-            by_key[(row["username"].lower(), row["matched_tin"])] = record
-    return [by_key.get(key) for key in wanted]
-
-
 def show_account(connection: Connection, username: str, *, audit_limit: int = 10) -> dict[str, Any]:
     """Everything a rep needs on one screen: status, links, merged-in accounts, recent audit."""
     row = get_account_row(connection, username)
