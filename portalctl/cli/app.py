@@ -34,6 +34,7 @@ class PortalGroup(TyperGroup):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._loaded_groups: dict[str, TyperGroup] = {}
+        self._summaries_only = False
 
     def list_commands(self, ctx) -> list[str]:
         return sorted([*super().list_commands(ctx), *COMMAND_GROUPS])
@@ -41,12 +42,23 @@ class PortalGroup(TyperGroup):
     def get_command(self, ctx, name: str):
         if name not in COMMAND_GROUPS:
             return super().get_command(ctx, name)
+        group_app = importlib.import_module(COMMAND_GROUPS[name]).app
+        if self._summaries_only:
+            return TyperGroup(name=name, help=group_app.info.help)
         if name not in self._loaded_groups:
-            group_app = importlib.import_module(COMMAND_GROUPS[name]).app
             command = typer.main.get_command(group_app)
             command.name = name
             self._loaded_groups[name] = command
         return self._loaded_groups[name]
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The listing shows each group's one-line help, read from its Typer app without
+        building the group's commands."""
+        self._summaries_only = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._summaries_only = False
 
     def invoke(self, ctx):
         try:
