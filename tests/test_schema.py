@@ -165,3 +165,14 @@ def test_missing_sqlite_file_exits_6_and_is_not_created(bare_cli, tmp_path, comm
 def test_an_unsupported_database_url_exits_5(bare_cli, command):
     result = bare_cli(*command, env={"PORTALCTL_DATABASE_URL": "mysql://x@localhost/db"})
     assert result.exit_code == 5 and "unsupported database 'mysql'" in result.stderr
+
+
+@pytest.mark.parametrize("command", [*READING_COMMANDS, ("db", "init")])
+def test_a_file_that_is_not_a_database_exits_6_unchanged(bare_cli, tmp_path, command):
+    target = tmp_path / "notes.db"
+    target.write_text("meeting notes, not a database\n")
+    result = bare_cli(*command, env={"PORTALCTL_DATABASE_URL": f"sqlite:///{target}"})
+    assert result.exit_code == 6
+    assert f"cannot use the database (SQLite file {target}): file is not a database" in \
+        result.stderr
+    assert target.read_text() == "meeting notes, not a database\n"

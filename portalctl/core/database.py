@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from portalctl.core.errors import DatabaseUnavailable, InvalidInput
-from portalctl.core.readonly_db import target_description
+from portalctl.core.readonly_db import NOT_A_DATABASE, target_description
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -91,6 +91,11 @@ def translate_database_errors(url: URL) -> Iterator[None]:
         raise DatabaseUnavailable(
             f"cannot reach the database ({describe_target(url)}): {_first_line(error)}"
         ) from None
+    except exc.DatabaseError as error:
+        if NOT_A_DATABASE in str(error.orig):
+            raise DatabaseUnavailable(
+                f"cannot use the database ({describe_target(url)}): {NOT_A_DATABASE}") from None
+        raise
 
 
 def _is_connection_failure(error) -> bool:

@@ -20,6 +20,7 @@ from portalctl.core.migration_files import require_current
 
 _SIMPLE_SQLITE = re.compile(r"sqlite:///(?P<path>[^?%]*)")
 _SIMPLE_POSTGRESQL = re.compile(r"postgresql(?:\+psycopg)?://(?P<rest>.*)", re.DOTALL)
+NOT_A_DATABASE = "file is not a database"  # SQLite's words for a file that is something else
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -90,7 +91,7 @@ def readonly_connection(database_url: str) -> Iterator[ReadOnlyConnection]:
     opened = _open_sqlite(target) if target.backend == "sqlite" else _open_postgresql(target)
     try:
         connection = ReadOnlyConnection(target.backend, opened)
-        require_current(_applied_checksums(connection), target.backend)
+        require_current(_applied_checksums(connection, target), target.backend)
         yield connection
     finally:
         opened.rollback()
@@ -134,7 +135,8 @@ def _open_postgresql(target: ConnectionTarget):
     return connection
 
 
-def _applied_checksums(connection: ReadOnlyConnection) -> dict[str, str]:
+def _applied_checksums(connection: ReadOnlyConnection, target: ConnectionTarget
+                       ) -> dict[str, str]:
     """version -> checksum of the applied migrations; empty when there is no schema at all."""
     try:
         rows = connection.rows("SELECT version, checksum FROM schema_migrations")
@@ -142,5 +144,9 @@ def _applied_checksums(connection: ReadOnlyConnection) -> dict[str, str]:
         # PostgreSQL's undefined_table, or SQLite's "no such table".
         if getattr(error, "sqlstate", None) == "42P01" or "no such table" in str(error):
             return {}
+        if NOT_A_DATABASE in str(error):
+            where = target_description("sqlite", database=target.sqlite_path)
+            raise DatabaseUnavailable(f"cannot use the database ({where}): {NOT_A_DATABASE}"
+                                      ) from None
         raise
     return {row["version"]: row["checksum"] for row in rows}
