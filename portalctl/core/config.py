@@ -98,12 +98,14 @@ def load_settings(
     *, env_file: Path | None = None, overrides: dict[str, str | None] | None = None
 ) -> Settings:
     """Environment first, then the ``.env`` file for what the environment leaves unset; options win."""
-    from dotenv import dotenv_values
-
     path = env_file if env_file is not None else Path(".env")
     if env_file is not None and not env_file.is_file():
         raise ConfigurationError(f"--env-file {env_file}: no such file")
-    from_file = dotenv_values(path) if path.is_file() else {}
+    from_file: dict[str, str | None] = {}
+    if path.is_file():
+        from dotenv import dotenv_values  # only when there is a file to read: start-up time
+
+        from_file = dotenv_values(path)
     values: dict[str, str | None] = {}
     for name in SETTING_DEFAULTS:
         if name in os.environ:
