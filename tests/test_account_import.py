@@ -119,3 +119,43 @@ def test_role_status_and_question_rules(cli, tmp_path):
     for row, message in cases.items():
         result = cli("accounts", "import", str(write(tmp_path, HEADER + row)))
         assert result.exit_code == 5 and message in result.stderr, (row, result.stderr)
+
+
+def _foreign_keys(backend) -> list[tuple]:
+    if backend.name != "postgresql":
+        return []
+    return [tuple(row) for row in backend.rows(
+        "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+        "WHERE conrelid = 'account_tins'::regclass AND contype = 'f' ORDER BY conname")]
+
+
+def test_a_big_file_checks_link_foreign_keys_once_and_restores_them(backend, tmp_path):
+    """Above BULK_LINKS the links' foreign keys are re-created after the insert (PostgreSQL);
+    the result and the schema are the same as with row-by-row checks."""
+    from portalctl.domain.account_import import import_accounts_csv
+
+    before = _foreign_keys(backend)
+    assert backend.name == "sqlite" or len(before) == 2
+    path = write(tmp_path, HEADER + good_rows(30))
+    with backend.begin() as connection:
+        result = import_accounts_csv(connection, path, operator="ops", bulk_links=1)
+    assert (result["accounts_created"], result["links_created"]) == (30, 30)
+    assert _foreign_keys(backend) == before
+    pairs = backend.rows("SELECT a.username, l.tin FROM account_tins l "
+                         "JOIN accounts a ON a.id = l.account_id ORDER BY a.username")
+    assert pairs[0]["username"] == "user0" and pairs[0]["tin"] == "100000000"
+
+
+def test_rows_that_break_a_foreign_key_inside_the_bulk_block_roll_everything_back(backend):
+    import sqlalchemy as sa
+
+    from portalctl.core.staging import foreign_keys_checked_once
+
+    before = _foreign_keys(backend)
+    with pytest.raises(sa.exc.IntegrityError), backend.begin() as connection:
+        with foreign_keys_checked_once(connection, "account_tins"):
+            connection.execute(sa.text(
+                "INSERT INTO account_tins (account_id, tin, role, linked_at) "
+                "VALUES (424242, '836576879', 'user', CURRENT_TIMESTAMP)"))
+    assert backend.scalar("SELECT count(*) FROM account_tins") == 0
+    assert _foreign_keys(backend) == before

@@ -3,7 +3,8 @@ executemany on SQLite, so the real work is a few set-based statements whatever t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 
 from sqlalchemy.engine import Connection
@@ -49,3 +50,27 @@ def load_rows(connection: Connection, name: str, columns: Sequence[str],
         count += len(batch)
     cursor.close()
     return count
+
+
+@contextmanager
+def foreign_keys_checked_once(connection: Connection, table: str) -> Iterator[None]:
+    """On PostgreSQL, drop ``table``'s foreign keys for the block and re-create them after it,
+    so the rows inserted meanwhile are checked by one join each instead of a probe and a row
+    lock per row (the manual's advice for bulk loads). The definitions are read from the
+    catalog, so the migrations stay the only source of the schema; DDL is transactional, so a
+    failure restores them. The price: the tables involved are locked exclusively until commit.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    definitions = connection.exec_driver_sql(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %(table)s::regclass AND contype = 'f' ORDER BY conname",
+        {"table": table}).all()
+    if definitions:
+        connection.exec_driver_sql(f"ALTER TABLE {table} " + ", ".join(
+            f'DROP CONSTRAINT "{name}"' for name, _ in definitions))
+    yield
+    if definitions:
+        connection.exec_driver_sql(f"ALTER TABLE {table} " + ", ".join(
+            f'ADD CONSTRAINT "{name}" {definition}' for name, definition in definitions))

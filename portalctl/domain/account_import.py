@@ -4,6 +4,7 @@ nothing (SPEC section 5)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,12 @@ from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput, PortalError
 from portalctl.core.schema import JSONText, UTCDateTime
 from portalctl.core.secrets import hash_secret, normalise_answer
-from portalctl.core.staging import create_staging_table, drop_staging_table, load_rows
+from portalctl.core.staging import (
+    create_staging_table,
+    drop_staging_table,
+    foreign_keys_checked_once,
+    load_rows,
+)
 from portalctl.core.tin import Tin
 from portalctl.domain.audit import record_audit
 from portalctl.domain.validation import (
@@ -31,6 +37,10 @@ REQUIRED = ("username", "email", "full_name")
 OPTIONAL = ("tins", "status", "security_question", "security_answer", "password")
 
 _STAGE = "import_accounts"
+# From this many links on, account_tins' foreign keys are checked once for the whole file rather
+# than row by row (PostgreSQL: 6 s of 9.5 s for 400,000 links), at the cost of locking accounts,
+# organisations and account_tins exclusively until the import commits.
+BULK_LINKS = 100_000
 # One staging table for accounts (kind 'a') and their links (kind 'l'), so one COPY stream.
 _STAGE_COLUMNS = [
     ("line", "INTEGER"), ("kind", "CHAR(1)"), ("username_key", "VARCHAR(254)"),
@@ -42,7 +52,8 @@ _STAGE_COLUMNS = [
 
 
 def import_accounts_csv(connection: Connection, path: Path, *, operator: str,
-                        now: datetime | None = None) -> dict[str, Any]:
+                        now: datetime | None = None, bulk_links: int = BULK_LINKS
+                        ) -> dict[str, Any]:
     """Import every row or none: per-row checks while staging, then file-wide checks in SQL."""
     now = now or utc_now()
     stream, source = open_csv_text(path)
@@ -54,7 +65,7 @@ def import_accounts_csv(connection: Connection, path: Path, *, operator: str,
                            _staged_rows(records, errors))
     _check_usernames(connection, errors)
     errors.raise_if_any()
-    counts = _apply(connection, operator=operator, now=now)
+    counts = _apply(connection, operator=operator, now=now, bulk_links=bulk_links)
     drop_staging_table(connection, _STAGE)
     record_audit(connection, operator=operator, action="account.import_file",
                  target=f"file:{Path(source).name}", now=now,
@@ -116,7 +127,8 @@ def _check_usernames(connection: Connection, errors: CsvErrors) -> None:
         errors.add(line, f"username {username!r} is already taken")
 
 
-def _apply(connection: Connection, *, operator: str, now: datetime) -> dict[str, int]:
+def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: int
+           ) -> dict[str, int]:
     params = {"now": now, "operator": operator}
     typed = [sa.bindparam("now", type_=UTCDateTime)]
     organisations_created = connection.execute(sa.text(f"""
@@ -130,20 +142,25 @@ def _apply(connection: Connection, *, operator: str, now: datetime) -> dict[str,
                               created_at, updated_at)
         SELECT username, email, full_name, status, password_hash, security_question,
                security_answer_hash, 0, :now, :now
-        FROM {_STAGE} WHERE kind = 'a' ORDER BY line
+        FROM {_STAGE} WHERE kind = 'a'
+        ORDER BY username_key  -- keys in index order: appends, not page splits all over
     """).bindparams(*typed), params).rowcount
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("ANALYZE accounts")  # it may have just grown many-fold
-    links_created = connection.execute(sa.text(f"""
-        INSERT INTO account_tins (account_id, tin, role, linked_at)
-        SELECT a.id, s.tin, s.role, :now
-        FROM {_STAGE} s JOIN accounts a ON lower(a.username) = s.username_key
-        WHERE s.kind = 'l' ORDER BY a.id, s.tin
-    """).bindparams(*typed), params).rowcount
+    links_staged = connection.execute(sa.text(
+        f"SELECT COUNT(*) FROM {_STAGE} WHERE kind = 'l'")).scalar_one()
+    with (foreign_keys_checked_once(connection, "account_tins") if links_staged >= bulk_links
+          else nullcontext()):
+        links_created = connection.execute(sa.text(f"""
+            INSERT INTO account_tins (account_id, tin, role, linked_at)
+            SELECT a.id, s.tin, s.role, :now
+            FROM {_STAGE} s JOIN accounts a ON lower(a.username) = s.username_key
+            WHERE s.kind = 'l' ORDER BY a.id, s.tin
+        """).bindparams(*typed), params).rowcount
     connection.execute(sa.text(f"""
         INSERT INTO audit_log (at, operator, action, target, account, details)
         SELECT :now, :operator, 'account.import', 'account:' || username, username, :details
-        FROM {_STAGE} WHERE kind = 'a'
+        FROM {_STAGE} WHERE kind = 'a' ORDER BY username_key
     """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
         {**params, "details": {"source": "accounts import"}})
     return {"accounts_created": accounts_created, "links_created": links_created,
