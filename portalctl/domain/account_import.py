@@ -22,6 +22,7 @@ from portalctl.core.staging import (
     drop_staging_table,
     foreign_keys_checked_once,
     load_rows,
+    tune_for_bulk_work,
 )
 from portalctl.core.tin import Tin
 from portalctl.domain.audit import record_audit
@@ -58,6 +59,7 @@ def import_accounts_csv(connection: Connection, path: Path, *, operator: str,
     now = now or utc_now()
     stream, source = open_csv_text(path)
     errors = CsvErrors(source)
+    tune_for_bulk_work(connection)
     create_staging_table(connection, _STAGE, _STAGE_COLUMNS)
     with stream:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)

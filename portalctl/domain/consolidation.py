@@ -18,6 +18,7 @@ from portalctl.core.clock import utc_now
 from portalctl.core.csvio import open_input_file
 from portalctl.core.errors import InvalidInput, NotFound, Refused
 from portalctl.core.render import escape_formula
+from portalctl.core.staging import tune_for_bulk_work
 from portalctl.core.tin import Tin
 from portalctl.domain.consolidation_apply import apply_chunk, apply_chunk_with_retry, chunk_bounds
 from portalctl.domain.consolidation_batches import finish_batch, release_batch, start_batch
@@ -86,6 +87,7 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
     with engine.connect() as connection:
         try:
             with connection.begin():
+                tune_for_bulk_work(connection)
                 create_stage(connection, keep_after_commit=True)
                 source = stage_file(connection, path)
                 plan = plan_staged(connection, source=source)

@@ -92,7 +92,7 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                      || substr({STAGE}.tin, 6, 4) END
         FROM accounts sec, accounts p
         WHERE sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id
-          AND {STAGE}.seq BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL
+          AND {STAGE}.seq BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL {probe("sec.id")}
           AND (sec.merged_into IS NOT NULL OR p.status <> 'active'
                OR ({STAGE}.tin IS NOT NULL AND NOT EXISTS (
                    SELECT 1 FROM account_tins t
