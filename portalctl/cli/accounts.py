@@ -17,7 +17,7 @@ from portalctl.cli.runtime import (
     say,
 )
 
-app = command_group("Find, check and change portal accounts.")
+app = command_group("accounts")
 
 ACCOUNT_COLUMNS = ["username", "email", "full_name", "status", "merged_into", "tins"]
 UsernameArgument = Annotated[str, typer.Argument(help="The account's username (any case).")]

@@ -16,7 +16,7 @@ from portalctl.cli.runtime import (
     runtime,
 )
 
-app = command_group("Issue, check and revoke registration codes.")
+app = command_group("codes")
 
 CODE_COLUMNS = ["id", "tin", "status", "admin_name", "admin_email", "provider_name",
                 "issued_at", "expires_at"]

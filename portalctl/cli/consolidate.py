@@ -8,7 +8,7 @@ import typer
 
 from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, fail, runtime
 
-app = command_group("Merge duplicate accounts into one (links move, the higher role wins).")
+app = command_group("consolidate")
 
 DryRunOption = Annotated[bool, typer.Option(
     "--dry-run", help="Show what would happen; write nothing.")]

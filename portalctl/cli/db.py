@@ -6,7 +6,7 @@ import typer
 
 from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, runtime, say
 
-app = command_group("Create, migrate and inspect the database.")
+app = command_group("db")
 
 
 @app.command("init")

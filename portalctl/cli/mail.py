@@ -14,7 +14,7 @@ from portalctl.cli.runtime import (
     say,
 )
 
-app = command_group("Deliver and inspect queued emails.")
+app = command_group("mail")
 
 EMAIL_COLUMNS = ["id", "kind", "status", "recipient", "subject", "attempts", "next_attempt_at",
                  "sent_at", "last_error"]

@@ -33,10 +33,12 @@ RevealOption = Annotated[bool, typer.Option(
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
-def command_group(help: str) -> typer.Typer:
-    """A ``portalctl`` command group: plain Click help (importing rich to draw boxes would double
-    ``--help``'s time) and no completion options of its own."""
-    return typer.Typer(help=help, no_args_is_help=True, add_completion=False,
+def command_group(name: str) -> typer.Typer:
+    """The Typer app of the command group ``name`` (its help is in ``cli.groups``): plain Click
+    help (importing rich to draw boxes would double ``--help``'s time), no completion options."""
+    from portalctl.cli.groups import COMMAND_GROUPS
+
+    return typer.Typer(help=COMMAND_GROUPS[name][1], no_args_is_help=True, add_completion=False,
                        rich_markup_mode=None)
 
 

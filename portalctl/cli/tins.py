@@ -15,7 +15,7 @@ from portalctl.cli.runtime import (
     runtime,
 )
 
-app = command_group("Tax IDs (TINs): show, link to an account, unlink.")
+app = command_group("tins")
 
 TinArgument = Annotated[str, typer.Argument(help="The TIN: 061137531, 06-1137531 or 061-13-7531.")]
 UsernameOption = Annotated[str, typer.Option("--username", "-u", help="The account's username.")]
