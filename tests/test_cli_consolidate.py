@@ -27,6 +27,7 @@ from consolidation_support import (
 from portalctl.core.clock import utc_now
 from portalctl.core.database import create_engine
 from portalctl.core.migrations import apply_pending
+from portalctl.core.readonly_db import readonly_connection
 from portalctl.domain.consolidation import run_consolidation_file
 
 PORTALCTL = str(Path(sys.executable).parent / "portalctl")
@@ -103,9 +104,12 @@ def _start_run(backend, path: Path, *extra: str) -> subprocess.Popen:
 
 
 def _wait_for_merges(backend, process: subprocess.Popen, at_least: int = 1) -> int:
+    """Poll with plain reads: the engine's SQLite transactions begin IMMEDIATE, and a poller
+    queueing for the write lock between the run's back-to-back chunks may only get it at the end."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = backend.scalar("SELECT COUNT(*) FROM consolidations")
+        with readonly_connection(backend.url) as connection:
+            done = connection.rows("SELECT COUNT(*) AS done FROM consolidations")[0]["done"]
         if done >= at_least:
             return done
         assert process.poll() is None, process.communicate()
