@@ -94,8 +94,7 @@ def readonly_connection(database_url: str) -> Iterator[ReadOnlyConnection]:
         require_current(_applied_checksums(connection, target), target.backend)
         yield connection
     finally:
-        opened.rollback()
-        opened.close()
+        opened.close()  # ends the read-only transaction (both drivers roll back on close)
 
 
 def _open_sqlite(target: ConnectionTarget):
