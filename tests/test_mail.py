@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from smtp_server import ScriptedHandler, SmtpServer
+from smtp_server import ScriptedHandler, SmtpServer, self_signed_certificate
 
 from portalctl.core.config import Settings
 from portalctl.core.tin import Tin
@@ -216,3 +216,30 @@ def test_dry_run_counts_due_emails_and_sends_nothing(cli, backend):
     assert result.exit_code == 0 and result.json() == {"due": 2, "dry_run": True}
     assert backend.scalar("SELECT count(*) FROM outbox WHERE status = 'queued'") == 2
     assert not Path(backend.env["PORTALCTL_MAIL_DIR"]).exists()
+
+
+@pytest.mark.parametrize("tls", ["smtps", "starttls"])
+def test_tls_delivers_only_to_a_server_whose_certificate_is_trusted(cli, backend, tmp_path,
+                                                                    monkeypatch, tls):
+    certificate = self_signed_certificate(tmp_path)
+    issue(cli)
+    with SmtpServer(ScriptedHandler(), tls=tls, certificate=certificate) as server:
+        untrusted = send(cli, server.url)
+        assert (untrusted["sent"], untrusted["failed"]) == (0, 1)
+        assert "CERTIFICATE_VERIFY_FAILED" in backend.scalar("SELECT last_error FROM outbox")
+        assert server.handler.received == []
+        with backend.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE outbox SET next_attempt_at = created_at"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # the operator's private CA
+        assert send(cli, server.url)["sent"] == 1
+    assert len(server.handler.received) == 1
+    assert backend.scalar("SELECT status FROM outbox") == "sent"
+
+
+def test_starttls_asked_for_but_not_offered_sends_nothing(cli, backend):
+    issue(cli)
+    with SmtpServer(ScriptedHandler()) as server:
+        result = send(cli, server.url + "?starttls=true")
+    assert (result["sent"], result["failed"]) == (0, 1)
+    assert "STARTTLS" in backend.scalar("SELECT last_error FROM outbox")
+    assert server.handler.received == []
