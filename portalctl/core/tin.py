@@ -28,19 +28,8 @@ class Tin:
     @classmethod
     def parse(cls, text: str) -> Tin:
         """Accept ``061137531``, ``06-1137531`` or ``061-13-7531`` (surrounding spaces ignored)."""
-        if not isinstance(text, str):
-            raise InvalidInput("invalid TIN: expected text")
-        candidate = text.strip()
-        if not _ACCEPTED.fullmatch(candidate) or not candidate.isascii():
-            raise InvalidInput(
-                f"invalid TIN {_quote(mask_text(candidate))}: use 9 digits, "
-                "as 123456789, 12-3456789 or 123-45-6789"
-            )
-        digits = candidate.replace("-", "")
-        if digits == "000000000":
-            raise InvalidInput("invalid TIN: 000000000 is not a Tax ID")
-        tin = object.__new__(cls)  # already validated: skip __post_init__'s second check
-        object.__setattr__(tin, "digits", digits)
+        tin = object.__new__(cls)  # validated by parse_tin_digits: skip __post_init__'s check
+        object.__setattr__(tin, "digits", parse_tin_digits(text))
         return tin
 
     @property
@@ -55,6 +44,23 @@ class Tin:
 
     def __repr__(self) -> str:
         return f"Tin({self.masked!r})"
+
+
+def parse_tin_digits(text: str) -> str:
+    """The nine digits of a TIN as typed (the rules of ``Tin.parse``), without making a ``Tin``:
+    bulk imports parse millions."""
+    if not isinstance(text, str):
+        raise InvalidInput("invalid TIN: expected text")
+    candidate = text.strip()
+    if not _ACCEPTED.fullmatch(candidate) or not candidate.isascii():
+        raise InvalidInput(
+            f"invalid TIN {_quote(mask_text(candidate))}: use 9 digits, "
+            "as 123456789, 12-3456789 or 123-45-6789"
+        )
+    digits = candidate.replace("-", "")
+    if digits == "000000000":
+        raise InvalidInput("invalid TIN: 000000000 is not a Tax ID")
+    return digits
 
 
 def mask_tin(digits: str) -> str:

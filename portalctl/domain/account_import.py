@@ -24,7 +24,7 @@ from portalctl.core.staging import (
     load_rows,
     tune_for_bulk_work,
 )
-from portalctl.core.tin import Tin
+from portalctl.core.tin import mask_tin, parse_tin_digits
 from portalctl.domain.audit import record_audit
 from portalctl.domain.validation import (
     clean_email,
@@ -86,27 +86,36 @@ def _staged_rows(records, errors: CsvErrors) -> Iterator[tuple]:
 
 
 def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
+    """The staged rows of one CSV row: its account, then one row per TIN link. (The hot loop of
+    a 1,000,000-row import: plain locals, no per-TIN objects.)"""
     username = clean_username(values["username"])
     email = clean_email(values["email"])
     full_name = clean_full_name(values["full_name"])
-    status = clean_status(values.get("status") or "active")
-    question, answer = values.get("security_question"), values.get("security_answer")
-    if bool(question) != bool(answer):
+    status = values.get("status")
+    status = clean_status(status) if status else "active"
+    question = values.get("security_question") or None
+    answer = values.get("security_answer") or None
+    if (question is None) != (answer is None):
         raise InvalidInput("security_question and security_answer go together")
-    links: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (values.get("tins") or "").split(";"))):
-        tin_text, _, role = item.partition(":")
-        tin = Tin.parse(tin_text)
-        if tin.reveal() in links:
-            raise InvalidInput(f"TIN {tin} is listed twice")
-        links[tin.reveal()] = clean_role(role) if role else "user"
     password = values.get("password")
     key = username.lower()
-    rows = [(line, "a", key, username, email, full_name, status, question or None,
+    rows = [(line, "a", key, username, email, full_name, status, question,
              hash_secret(normalise_answer(answer)) if answer else None,
              hash_secret(password) if password else None, None, None)]
-    rows.extend((line, "l", key, None, None, None, None, None, None, None, tin, role)
-                for tin, role in links.items())
+    tins = values.get("tins")
+    if tins:
+        linked: set[str] = set()
+        for item in tins.split(";"):
+            item = item.strip()
+            if not item:
+                continue
+            tin_text, _, role = item.partition(":")
+            digits = parse_tin_digits(tin_text)
+            if digits in linked:
+                raise InvalidInput(f"TIN {mask_tin(digits)} is listed twice")
+            linked.add(digits)
+            rows.append((line, "l", key, None, None, None, None, None, None, None, digits,
+                         clean_role(role) if role else "user"))
     return rows
 
 
