@@ -18,9 +18,9 @@ from portalctl.core.errors import InvalidInput, PortalError
 from portalctl.core.schema import JSONText, UTCDateTime
 from portalctl.core.secrets import hash_secret, normalise_answer
 from portalctl.core.staging import (
+    bulk_load,
     create_staging_table,
     drop_staging_table,
-    foreign_keys_checked_once,
     load_rows,
     tune_for_bulk_work,
 )
@@ -40,7 +40,8 @@ OPTIONAL = ("tins", "status", "security_question", "security_answer", "password"
 _STAGE = "import_accounts"
 # From this many links on, account_tins' foreign keys are checked once for the whole file rather
 # than row by row (PostgreSQL: 6 s of 9.5 s for 400,000 links), at the cost of locking accounts,
-# organisations and account_tins exclusively until the import commits.
+# organisations and account_tins exclusively until the import commits; when the file at least
+# doubles the table, its TIN index is rebuilt rather than grown (2,000,000 links: 14 s -> 10 s).
 BULK_LINKS = 100_000
 # One staging table for accounts (kind 'a') and their links (kind 'l'), so one COPY stream.
 _STAGE_COLUMNS = [
@@ -160,8 +161,10 @@ def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: 
         connection.exec_driver_sql("ANALYZE accounts")  # it may have just grown many-fold
     links_staged = connection.execute(sa.text(
         f"SELECT COUNT(*) FROM {_STAGE} WHERE kind = 'l'")).scalar_one()
-    with (foreign_keys_checked_once(connection, "account_tins") if links_staged >= bulk_links
-          else nullcontext()):
+    doubles_the_table = (connection.dialect.name == "postgresql"
+                         and links_staged >= _links_now(connection))
+    with (bulk_load(connection, "account_tins", rebuild_indexes=doubles_the_table)
+          if links_staged >= bulk_links else nullcontext()):
         links_created = connection.execute(sa.text(f"""
             INSERT INTO account_tins (account_id, tin, role, linked_at)
             SELECT a.id, s.tin, s.role, :now
@@ -176,3 +179,9 @@ def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: 
         {**params, "details": {"source": "accounts import"}})
     return {"accounts_created": accounts_created, "links_created": links_created,
             "organisations_created": organisations_created}
+
+
+def _links_now(connection: Connection) -> int:
+    """PostgreSQL's estimate of account_tins' size (counting a big table would cost seconds)."""
+    return max(0, int(connection.exec_driver_sql(
+        "SELECT reltuples FROM pg_class WHERE oid = 'account_tins'::regclass").scalar_one()))
