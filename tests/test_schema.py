@@ -176,3 +176,34 @@ def test_a_file_that_is_not_a_database_exits_6_unchanged(bare_cli, tmp_path, com
     assert f"cannot use the database (SQLite file {target}): file is not a database" in \
         result.stderr
     assert target.read_text() == "meeting notes, not a database\n"
+
+
+def test_reading_commands_do_not_queue_behind_a_sqlite_writer(backend, cli):
+    """A long write (a chunk of `consolidate run`, an import) holds SQLite's write lock; commands
+    that only read begin deferred and answer at once instead of waiting for it."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if backend.name != "sqlite":
+        pytest.skip("PostgreSQL readers never wait for writers")
+    cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy")
+    writer = sqlite3.connect(backend.url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE accounts SET full_name = 'Amy (being changed)'")
+    program = str(Path(sys.executable).parent / "portalctl")
+    try:
+        for command in (["consolidate", "status"], ["accounts", "show", "amy"],
+                        ["accounts", "find", "--name", "amy"], ["audit", "--limit", "1"],
+                        ["mail", "list"]):
+            result = subprocess.run([program, *command], env={**os.environ, **backend.env},
+                                    capture_output=True, text=True, timeout=10)
+            assert result.returncode == 0, (command, result.stderr)
+        shown = subprocess.run([program, "accounts", "show", "amy"], capture_output=True,
+                               env={**os.environ, **backend.env}, text=True, timeout=10)
+        assert "Amy (being changed)" not in shown.stdout  # it reads the last commit
+    finally:
+        writer.rollback()
+        writer.close()

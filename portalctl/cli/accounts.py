@@ -49,7 +49,7 @@ def find(
     from portalctl.domain.account_queries import find_accounts_from_csv, find_accounts_matching
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=not reveal) as connection:
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
         else:
@@ -107,7 +107,7 @@ def show(ctx: typer.Context, username: UsernameArgument, reveal: RevealOption = 
     from portalctl.domain.accounts import show_account
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=not reveal) as connection:
         record = show_account(connection, username)
         if reveal:
             rt.audit_reveal(connection, command="accounts show", target=f"account:{username}")

@@ -32,7 +32,7 @@ def audit(
     from portalctl.domain.audit_queries import list_audit_matching
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=not reveal) as connection:
         records = list_audit_matching(connection, since=since, until=until, operator=operator,
                                       action=action, account=account, tin=tin, limit=limit)
         if reveal:

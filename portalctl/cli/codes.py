@@ -91,7 +91,7 @@ def list_codes(
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin) if tin else None
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=not reveal) as connection:
         found = list_registration_codes(connection, tin=parsed, status=status, email=email,
                                         limit=limit)
         if reveal:
@@ -110,7 +110,7 @@ def show(ctx: typer.Context, code_id: CodeIdArgument, reveal: RevealOption = Fal
     from portalctl.domain.codes import show_registration_code
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=not reveal) as connection:
         record = show_registration_code(connection, code_id=code_id)
         if reveal:
             rt.audit_reveal(connection, command="codes show", target=f"code:{code_id}")

@@ -96,7 +96,7 @@ def status(
     from portalctl.domain.consolidation_batches import BATCH_COLUMNS, list_batches, show_batch
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=True) as connection:
         if batch_id is None:
             emit(list_batches(connection, limit=limit), fmt, columns=BATCH_COLUMNS)
         else:

@@ -68,7 +68,7 @@ def list_mail(
     from portalctl.domain.outbox_queries import list_emails
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=True) as connection:
         found = list_emails(connection, status=status, recipient=recipient, limit=limit)
     emit(found, fmt, columns=EMAIL_COLUMNS)
 
@@ -84,7 +84,7 @@ def show(ctx: typer.Context, email_id: EmailIdArgument,
     from portalctl.domain.outbox_queries import show_email
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=True) as connection:
         record = show_email(connection, email_id=email_id)
     emit(record, fmt)
 

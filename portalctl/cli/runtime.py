@@ -71,7 +71,12 @@ class Runtime:
     def engine(self, *, check_schema: bool = True) -> Engine:
         """The engine, after checking the database is reachable and its schema current."""
         if self._engine is None:
-            from portalctl.core.database import create_engine, parse_url, translate_database_errors
+            from portalctl.core.database import (
+                READ_ONLY_OPTION,
+                create_engine,
+                parse_url,
+                translate_database_errors,
+            )
             from portalctl.core.migrations import ensure_current
 
             url = parse_url(self.settings.database_url)
@@ -79,19 +84,24 @@ class Runtime:
             engine = create_engine(self.settings.database_url)
             if check_schema:
                 with translate_database_errors(url), engine.connect() as connection:
+                    connection.execution_options(**{READ_ONLY_OPTION: True})
                     ensure_current(connection)
             self._engine = engine
         return self._engine
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction on a current schema; connection failures become exit 6."""
-        from portalctl.core.database import parse_url, translate_database_errors
+    def transaction(self, *, read_only: bool = False) -> Iterator[Connection]:
+        """One transaction on a current schema; connection failures become exit 6.
+        ``read_only``: it only reads, so on SQLite it does not queue for the write lock."""
+        from portalctl.core.database import READ_ONLY_OPTION, parse_url, translate_database_errors
 
         engine = self.engine()
         with translate_database_errors(parse_url(self.settings.database_url)), \
-                engine.begin() as connection:
-            yield connection
+                engine.connect() as connection:
+            if read_only:
+                connection.execution_options(**{READ_ONLY_OPTION: True})
+            with connection.begin():
+                yield connection
 
     @contextmanager
     def read_only(self) -> Iterator[ReadOnlyConnection]:

@@ -33,7 +33,7 @@ def show(ctx: typer.Context, tin: TinArgument, reveal: RevealOption = False,
     from portalctl.domain.registration import show_tin_text
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
+    with rt.transaction(read_only=not reveal) as connection:
         page = show_tin_text(connection, tin=tin)
         if reveal:
             rt.audit_reveal(connection, command="tins show", target="tin")

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
 
 
+# Execution option of a connection whose transactions only read.
+READ_ONLY_OPTION = "portalctl_read_only"
+
+
 def parse_url(url: str) -> URL:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -71,7 +75,12 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 
 def _begin_immediate(connection) -> None:
     # Take SQLite's write lock at BEGIN, so two writers queue instead of failing mid-transaction.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A transaction that only reads begins deferred: in WAL mode it then never waits for a
+    # writer (`consolidate status` during a long run would otherwise queue behind every chunk).
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager
