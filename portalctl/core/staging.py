@@ -64,10 +64,10 @@ def load_rows(connection: Connection, name: str, columns: Sequence[str],
 
 
 @contextmanager
-def bulk_load(connection: Connection, table: str, *, rebuild_indexes: bool = False
-              ) -> Iterator[None]:
-    """On PostgreSQL, drop ``table``'s foreign keys (and, with ``rebuild_indexes``, its indexes
-    that back no constraint) for the block and re-create them after it: the rows inserted
+def bulk_load(connection: Connection, table: str, *, foreign_keys: bool = True,
+              rebuild_indexes: bool = False) -> Iterator[None]:
+    """On PostgreSQL, drop ``table``'s foreign keys (unless not ``foreign_keys``) and, with
+    ``rebuild_indexes``, its indexes that back no constraint, for the block and re-create them after it: the rows inserted
     meanwhile are then checked by one join per key instead of a probe and a row lock per row,
     and indexed by one sort instead of one descent per row (the manual's advice for bulk loads).
     The definitions are read from the catalog, so the migrations stay the only source of the
@@ -81,7 +81,7 @@ def bulk_load(connection: Connection, table: str, *, rebuild_indexes: bool = Fal
     foreign_keys = connection.exec_driver_sql(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = %(table)s::regclass AND contype = 'f' ORDER BY conname",
-        parameters).all()
+        parameters).all() if foreign_keys else []
     indexes = connection.exec_driver_sql(
         "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
         "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %(table)s::regclass "

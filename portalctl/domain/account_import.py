@@ -38,10 +38,10 @@ REQUIRED = ("username", "email", "full_name")
 OPTIONAL = ("tins", "status", "security_question", "security_answer", "password")
 
 _STAGE = "import_accounts"
-# From this many links on, account_tins' foreign keys are checked once for the whole file rather
-# than row by row (PostgreSQL: 6 s of 9.5 s for 400,000 links), at the cost of locking accounts,
-# organisations and account_tins exclusively until the import commits; when the file at least
-# doubles the table, its TIN index is rebuilt rather than grown (2,000,000 links: 14 s -> 10 s).
+# From this many rows on (PostgreSQL), account_tins' foreign keys are checked once for the whole
+# file rather than row by row (6 s of 9.5 s for 400,000 links), and a table the file at least
+# doubles (an initial load) gets its indexes rebuilt rather than grown, at the cost of locking
+# the tables involved exclusively until the import commits.
 BULK_LINKS = 100_000
 # One staging table for accounts (kind 'a') and their links (kind 'l'), so one COPY stream.
 _STAGE_COLUMNS = [
@@ -148,6 +148,11 @@ def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: 
         SELECT DISTINCT tin, 0, :now FROM {_STAGE} s
         WHERE kind = 'l' AND NOT EXISTS (SELECT 1 FROM organisations o WHERE o.tin = s.tin)
     """).bindparams(*typed), params).rowcount
+    accounts_staged, links_staged = connection.execute(sa.text(
+        f"SELECT SUM(CASE WHEN kind = 'a' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN kind = 'l' THEN 1 ELSE 0 END) FROM {_STAGE}")).one()
+    # (Rebuilding the accounts' indexes instead measured no faster: these inserts come in key
+    # order and mostly append.)
     accounts_created = connection.execute(sa.text(f"""
         INSERT INTO accounts (username, email, full_name, status, password_hash,
                               security_question, security_answer_hash, failed_verifications,
@@ -159,29 +164,33 @@ def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: 
     """).bindparams(*typed), params).rowcount
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("ANALYZE accounts")  # it may have just grown many-fold
-    links_staged = connection.execute(sa.text(
-        f"SELECT COUNT(*) FROM {_STAGE} WHERE kind = 'l'")).scalar_one()
-    doubles_the_table = (connection.dialect.name == "postgresql"
-                         and links_staged >= _links_now(connection))
-    with (bulk_load(connection, "account_tins", rebuild_indexes=doubles_the_table)
-          if links_staged >= bulk_links else nullcontext()):
+    with _loading(connection, "account_tins", links_staged or 0, bulk_rows=bulk_links):
         links_created = connection.execute(sa.text(f"""
             INSERT INTO account_tins (account_id, tin, role, linked_at)
             SELECT a.id, s.tin, s.role, :now
             FROM {_STAGE} s JOIN accounts a ON lower(a.username) = s.username_key
             WHERE s.kind = 'l' ORDER BY a.id, s.tin
         """).bindparams(*typed), params).rowcount
-    connection.execute(sa.text(f"""
-        INSERT INTO audit_log (at, operator, action, target, account, details)
-        SELECT :now, :operator, 'account.import', 'account:' || username, username, :details
-        FROM {_STAGE} WHERE kind = 'a' ORDER BY username_key
-    """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
-        {**params, "details": {"source": "accounts import"}})
+    with _loading(connection, "audit_log", accounts_staged or 0, bulk_rows=bulk_links,
+                  foreign_keys=False):
+        connection.execute(sa.text(f"""
+            INSERT INTO audit_log (at, operator, action, target, account, details)
+            SELECT :now, :operator, 'account.import', 'account:' || username, username, :details
+            FROM {_STAGE} WHERE kind = 'a' ORDER BY username_key
+        """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
+            {**params, "details": {"source": "accounts import"}})
     return {"accounts_created": accounts_created, "links_created": links_created,
             "organisations_created": organisations_created}
 
 
-def _links_now(connection: Connection) -> int:
-    """PostgreSQL's estimate of account_tins' size (counting a big table would cost seconds)."""
-    return max(0, int(connection.exec_driver_sql(
-        "SELECT reltuples FROM pg_class WHERE oid = 'account_tins'::regclass").scalar_one()))
+def _loading(connection: Connection, table: str, rows: int, *, bulk_rows: int,
+             foreign_keys: bool = True):
+    """The block inserting ``rows`` into ``table``: from ``bulk_rows`` on (PostgreSQL), with
+    its foreign keys checked once, and its indexes rebuilt when the rows at least double it."""
+    if rows < bulk_rows or connection.dialect.name != "postgresql":
+        return nullcontext()
+    size = int(connection.exec_driver_sql(
+        "SELECT reltuples FROM pg_class WHERE oid = %(table)s::regclass",
+        {"table": table}).scalar_one())  # an estimate: counting a big table costs seconds
+    return bulk_load(connection, table, foreign_keys=foreign_keys,
+                     rebuild_indexes=rows >= max(size, 0))
