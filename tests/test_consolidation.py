@@ -276,3 +276,35 @@ def test_statements_per_chunk_do_not_grow_with_rows(backend, tmp_path):
         counts.append(len(statements))
     assert counts[0] == counts[1], counts
     assert counts[1] < 60
+
+
+def test_secondaries_holding_the_same_new_tin_give_it_the_higher_role(backend, tmp_path):
+    make_account(backend, "john", f"{A}:user")
+    make_account(backend, "old1", f"{B}:user", f"{C}:user")
+    make_account(backend, "old2", f"{B}:security_admin", f"{A}:security_admin")
+    make_account(backend, "old3", f"{C}:user")
+    path = write_pairs(tmp_path / "f.csv", [("john", "old1"), ("john", "old2"), ("john", "old3")])
+    assert run_file(backend, path)["merged"] == 3
+    assert links_of(backend, "john") == {A: "security_admin", B: "security_admin", C: "user"}
+    for name in ("old1", "old2", "old3"):
+        assert links_of(backend, name) == {} and account(backend, name) == ("merged", "john")
+    assert [(r["username"], r["links_moved"]) for r in backend.rows(
+        "SELECT s.username, c.links_moved FROM consolidations c "
+        "JOIN accounts s ON s.id = c.secondary_id ORDER BY s.username")] == \
+        [("old1", 2), ("old2", 2), ("old3", 1)]
+
+
+def test_sqlite_run_checks_keys_itself_and_turns_foreign_keys_back_on(backend, tmp_path):
+    """A run on SQLite writes with foreign key enforcement off (each chunk checks its
+    accounts); afterwards every key is valid and the connection enforces them again."""
+    if backend.name != "sqlite":
+        pytest.skip("SQLite only")
+    make_groups(backend, 300)
+    make_account(backend, "mid", A)
+    one(backend, "s5", "mid")
+    path = write_pairs(tmp_path / "f.csv", [(f"p{i}", f"s{i}") for i in range(1, 301)])
+    assert run_file(backend, path, chunk_size=64)["merged"] == 300
+    with backend.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    assert account(backend, "mid") == ("merged", "p5")

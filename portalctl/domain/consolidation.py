@@ -20,7 +20,11 @@ from portalctl.core.errors import InvalidInput, NotFound, Refused
 from portalctl.core.render import escape_formula
 from portalctl.core.staging import tune_for_bulk_work
 from portalctl.core.tin import Tin
-from portalctl.domain.consolidation_apply import apply_chunk, apply_chunk_with_retry, chunk_bounds
+from portalctl.domain.consolidation_apply import (
+    apply_chunk,
+    apply_next_chunk,
+    keys_checked_by_chunks,
+)
 from portalctl.domain.consolidation_batches import finish_batch, release_batch, start_batch
 from portalctl.domain.consolidation_plan import (
     STAGE,
@@ -54,8 +58,8 @@ def consolidate_one(connection: Connection, *, operator: str, primary: str, seco
         "SELECT tin, role FROM account_tins WHERE account_id = :id ORDER BY tin"),
         {"id": row["secondary_id"]}).all()]
     if row["outcome"] is None and not dry_run:
-        apply_chunk(connection, lo=1, hi=1, batch_id=None, operator=operator, now=now,
-                    notify=notify)
+        apply_chunk(connection, lo=row["primary_id"], hi=row["primary_id"], batch_id=None,
+                    operator=operator, now=now, notify=notify)
         row = _stage_row(connection)
         _raise_for_problem(row)
     drop_stage(connection)
@@ -135,16 +139,17 @@ def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dr
 
 def _apply_all(connection: Connection, plan: ConsolidationPlan, *, batch_id: int, operator: str,
                chunk_size: int, notify: bool, progress: Progress | None) -> None:
-    total = plan.rows
-    start = 1
-    while start <= total:
-        with connection.begin():
-            end = chunk_bounds(connection, start=start, size=chunk_size, last=total)
-        apply_chunk_with_retry(connection, lo=start, hi=end, batch_id=batch_id,
-                               operator=operator, now_fn=utc_now, notify=notify)
-        if progress:
-            progress(end, total)
-        start = end + 1
+    total = plan.count("would_merge")
+    done, start = 0, 0
+    with keys_checked_by_chunks(connection):
+        while chunk := apply_next_chunk(connection, start=start, size=chunk_size,
+                                        batch_id=batch_id, operator=operator, now_fn=utc_now,
+                                        notify=notify):
+            end, counts = chunk
+            done += sum(counts.values())
+            if progress:
+                progress(done, total)
+            start = end + 1
 
 
 def _summary(plan: ConsolidationPlan, *, batch_id: int | None, dry_run: bool) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """Applying planned merges, one chunk per transaction, with a fixed set of statements per chunk:
 lock the chunk's accounts in id order, re-check the rules under the locks, record, move links
-(the higher role wins), re-point earlier merges, mark the secondaries, audit."""
+(the higher role wins), re-point earlier merges, mark the secondaries, audit. A chunk is a range
+of primary ids, so one primary's rows are never split (its owner gets one email, and its row is
+locked once)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -18,31 +21,29 @@ from portalctl.domain.outbox import queue_email
 
 RETRYABLE_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock detected
 MAX_ATTEMPTS = 6
-_CHUNK = "s.seq BETWEEN :lo AND :hi AND s.outcome IS NULL"
+_CHUNK = "s.primary_id BETWEEN :lo AND :hi AND s.outcome IS NULL"
 
 
-def chunk_bounds(connection: Connection, *, start: int, size: int, last: int) -> int:
-    """The last seq of the chunk starting at ``start``, widened so one primary's rows stay
-    together (its owner gets one email, and its row is locked once)."""
-    end = min(start + size - 1, last)
-    widened = connection.execute(sa.text(f"""
-        SELECT MAX(seq) FROM {STAGE}
-        WHERE primary_id = (SELECT primary_id FROM {STAGE} WHERE seq = :end)"""),
-        {"end": end}).scalar()
-    return max(end, widened or end)
-
-
-def apply_chunk_with_retry(engine_or_connection: Connection, *, lo: int, hi: int,
-                           batch_id: int | None, operator: str, now_fn: Callable[[], datetime],
-                           notify: bool) -> dict[str, int]:
-    """One chunk in its own transaction, retried when the database picks it as a deadlock or
-    serialization victim (the transaction rolled back whole, the stage included)."""
-    connection = engine_or_connection
+def apply_next_chunk(connection: Connection, *, start: int, size: int, batch_id: int | None,
+                     operator: str, now_fn: Callable[[], datetime], notify: bool
+                     ) -> tuple[int, dict[str, int]] | None:
+    """The merges of the next chunk (at least ``size`` rows from primary id ``start`` on, or
+    what is left) in their own transaction, retried when the database picks it as a deadlock
+    or serialization victim (the transaction rolled back whole, the stage included). The last
+    primary id it covered and its outcome counts; None when nothing is left."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with connection.begin():
-                return apply_chunk(connection, lo=lo, hi=hi, batch_id=batch_id,
-                                   operator=operator, now=now_fn(), notify=notify)
+                end = connection.execute(sa.text(f"""
+                    SELECT MAX(primary_id) FROM (
+                        SELECT s.primary_id FROM {STAGE} s
+                        WHERE s.outcome IS NULL AND s.primary_id >= :start
+                        ORDER BY s.primary_id LIMIT :size) c"""),
+                    {"start": start, "size": size}).scalar()
+                if end is None:
+                    return None
+                return end, apply_chunk(connection, lo=start, hi=end, batch_id=batch_id,
+                                        operator=operator, now=now_fn(), notify=notify)
         except sa.exc.DBAPIError as error:
             state = getattr(getattr(error, "orig", None), "sqlstate", None)
             if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
@@ -51,9 +52,29 @@ def apply_chunk_with_retry(engine_or_connection: Connection, *, lo: int, hi: int
     raise AssertionError("unreachable")
 
 
+@contextmanager
+def keys_checked_by_chunks(connection: Connection) -> Iterator[None]:
+    """SQLite: the block's chunks write with foreign key enforcement off, on this connection.
+    Enforced, every update of ``merged_into`` (a key into its own table) makes SQLite rewrite
+    all of the row's index entries and probe the unique username index again: a third of a
+    large run. Each chunk checks, in its own transaction and under SQLite's single write lock,
+    that every account it names exists, and its other keys are copied from rows that hold them;
+    ``PRAGMA foreign_key_check`` stays clean (tested). Must be called outside a transaction."""
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
 def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | None,
                 operator: str, now: datetime, notify: bool = False) -> dict[str, int]:
-    """Apply the planned merges numbered lo..hi in the caller's transaction; outcome counts."""
+    """Apply the planned merges of primaries lo..hi in the caller's transaction; outcome
+    counts."""
     params = {"lo": lo, "hi": hi, "now": now, "operator": operator, "batch": batch_id}
 
     def run(sql: str):
@@ -62,23 +83,36 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
             statement = statement.bindparams(sa.bindparam("now", type_=UTCDateTime))
         return connection.execute(statement, params)
 
-    if connection.dialect.name == "postgresql":
-        # Fixed order (by id): two overlapping runs queue on the same rows instead of deadlocking.
-        run(f"""SELECT id FROM accounts WHERE id = ANY(ARRAY(
-                    SELECT primary_id FROM {STAGE} s WHERE {_CHUNK}
-                    UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK}))
-                ORDER BY id FOR UPDATE""")
+    postgres = connection.dialect.name == "postgresql"
     secondaries = f"SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK}"
     # On PostgreSQL "= ANY(ARRAY(...))" probes the index for each id instead of hashing a scan
     # of the whole table once per chunk.
-    postgres = connection.dialect.name == "postgresql"
     in_secondaries = f"= ANY(ARRAY({secondaries}))" if postgres else f"IN ({secondaries})"
 
     def probe(column: str) -> str:
         return f"AND {column} = ANY(ARRAY({secondaries}))" if postgres else ""
 
+    if postgres:
+        # Fixed order (by id): two overlapping runs queue on the same rows instead of deadlocking.
+        # (counted on the server: the ids need not travel)
+        run(f"""SELECT COUNT(*) FROM (
+                    SELECT id FROM accounts WHERE id = ANY(ARRAY(
+                        SELECT primary_id FROM {STAGE} s WHERE {_CHUNK}
+                        UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK}))
+                    ORDER BY id FOR UPDATE) locked""")
+        missing = 0
+    else:
+        # (PostgreSQL's foreign keys refuse a vanished account; here the chunk checks.)
+        missing = run(f"""
+            UPDATE {STAGE} SET outcome = 'refused', code = 3, detail = 'no account ' || CASE
+                WHEN NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = {STAGE}.primary_id)
+                THEN final_key ELSE secondary_name END
+            WHERE primary_id BETWEEN :lo AND :hi AND outcome IS NULL
+              AND (NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = {STAGE}.primary_id)
+                   OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = {STAGE}.secondary_id))"""
+                      ).rowcount
     # The plan was made without locks; another run may have changed these accounts since.
-    changed = run(f"""
+    rechecked = run(f"""
         UPDATE {STAGE} SET
             outcome = CASE WHEN sec.merged_into = p.id THEN 'already_merged' ELSE 'refused' END,
             code = CASE WHEN sec.merged_into = p.id THEN 0 ELSE 4 END,
@@ -92,47 +126,58 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                      || substr({STAGE}.tin, 6, 4) END
         FROM accounts sec, accounts p
         WHERE sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id
-          AND {STAGE}.seq BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL {probe("sec.id")}
+          AND {STAGE}.primary_id BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL
+          {probe("sec.id")}
           AND (sec.merged_into IS NOT NULL OR p.status <> 'active'
                OR ({STAGE}.tin IS NOT NULL AND NOT EXISTS (
                    SELECT 1 FROM account_tins t
-                   WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))"""
-                  ).rowcount
-    already = changed and run(f"SELECT COUNT(*) FROM {STAGE} WHERE seq BETWEEN :lo AND :hi "
-                              "AND outcome = 'already_merged'").scalar_one()
-    # (only when something changed under us: that count does not depend on the chunk's size)
-    merged = run(f"""
+                   WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))
+        RETURNING {STAGE}.outcome""").scalars().all()
+    already = rechecked.count("already_merged")
+    refused = missing + len(rechecked) - already
+    record = f"""
         INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
                                     links_moved, operator, merged_at)
-        SELECT CAST(:batch AS BIGINT), s.line, s.primary_id, s.secondary_id, s.tin,
-               COALESCE(held.links, 0), :operator, :now
-        FROM {STAGE} s LEFT JOIN (
-            SELECT t.account_id, COUNT(*) AS links FROM account_tins t
-            WHERE t.account_id {in_secondaries}
-            GROUP BY t.account_id) held ON held.account_id = s.secondary_id
-        WHERE {_CHUNK}""").rowcount
+        SELECT CAST(:batch AS BIGINT), s.line, s.primary_id, s.secondary_id, s.tin, {{links}},
+               :operator, :now
+        FROM {STAGE} s {{held}}
+        WHERE {_CHUNK}"""
+    if not postgres:
+        merged = run(record.format(held="", links="(SELECT COUNT(*) FROM account_tins t "
+                                                  "WHERE t.account_id = s.secondary_id)")
+                      ).rowcount
     json = _json_object(connection)
     run(f"""INSERT INTO audit_log (at, operator, action, target, account, details)
             SELECT :now, :operator, 'account.repoint', 'account:' || m.username, m.username,
                    {json}('from', sec.username, 'to', p.username)
             FROM {STAGE} s JOIN accounts m ON m.merged_into = s.secondary_id
             JOIN accounts sec ON sec.id = s.secondary_id JOIN accounts p ON p.id = s.primary_id
-            WHERE {_CHUNK}""")
+            WHERE {_CHUNK} {probe("m.merged_into")}""")
     run(f"""UPDATE accounts SET merged_into = s.primary_id, updated_at = :now
             FROM {STAGE} s WHERE accounts.merged_into = s.secondary_id AND {_CHUNK}
               {probe("accounts.merged_into")}""")
-    # 'security_admin' sorts before 'user': MIN(role) is the higher role of the secondaries,
-    # and the upsert keeps the higher of that and the primary's own.
-    run(f"""INSERT INTO account_tins (account_id, tin, role, linked_at)
-            SELECT s.primary_id, t.tin, MIN(t.role), MIN(t.linked_at)
-            FROM {STAGE} s JOIN account_tins t ON t.account_id = s.secondary_id
-            WHERE {_CHUNK} {probe("t.account_id")}
-            GROUP BY s.primary_id, t.tin
-            ORDER BY s.primary_id, t.tin
-            ON CONFLICT (account_id, tin) DO UPDATE SET role = CASE
-                WHEN excluded.role = 'security_admin' THEN 'security_admin'
-                ELSE account_tins.role END""")
-    run(f"DELETE FROM account_tins WHERE account_id {in_secondaries}")
+    if postgres:
+        # One upsert of each (primary, TIN) with MIN(role) (the upsert keeps the higher of that
+        # and the primary's own); then, in one statement, the secondaries' links go and the
+        # consolidation records count them as they go.
+        run(f"""INSERT INTO account_tins (account_id, tin, role, linked_at)
+                SELECT s.primary_id, t.tin, MIN(t.role), MIN(t.linked_at)
+                FROM {STAGE} s JOIN account_tins t ON t.account_id = s.secondary_id
+                WHERE {_CHUNK} AND t.account_id {in_secondaries}
+                GROUP BY s.primary_id, t.tin
+                ORDER BY s.primary_id, t.tin
+                ON CONFLICT (account_id, tin) DO UPDATE SET role = CASE
+                    WHEN excluded.role = 'security_admin' THEN 'security_admin'
+                    ELSE account_tins.role END""")
+        merged = run("WITH removed AS (DELETE FROM account_tins WHERE account_id "
+                     f"{in_secondaries} RETURNING account_id)" + record.format(
+                         links="COALESCE(held.links, 0)",
+                         held="LEFT JOIN (SELECT account_id, COUNT(*) AS links FROM removed "
+                              "GROUP BY account_id) held ON held.account_id = s.secondary_id")
+                     ).rowcount
+    else:
+        for statement in _MOVE_LINKS:
+            run(statement)
     run(f"""UPDATE accounts SET status = 'merged', merged_into = s.primary_id, updated_at = :now
             FROM {STAGE} s WHERE accounts.id = s.secondary_id AND {_CHUNK}
               {probe("accounts.id")}""")
@@ -144,7 +189,7 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                           'tin', CASE WHEN s.tin IS NULL THEN NULL
                                       ELSE '*****' || substr(s.tin, 6, 4) END)
             FROM {STAGE} s WHERE {_CHUNK}""")
-    counts = {"merged": merged, "already_merged": already, "refused": changed - already}
+    counts = {"merged": merged, "already_merged": already, "refused": refused}
     if batch_id is not None:
         connection.execute(sa.text("""
             UPDATE consolidation_batches SET merged = merged + :merged,
@@ -155,6 +200,24 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
     if notify and counts["merged"]:
         queue_consolidation_emails(connection, lo=lo, hi=hi, now=now)
     return counts
+
+
+_SECONDARIES = f"SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK}"
+# SQLite moves the secondaries' links to their primary by updating each link's account in
+# place, which leaves the TIN index alone (a delete and an insert would touch it twice per link,
+# at random places). A link whose TIN the primary already holds (or has just received from
+# another secondary, which then keeps its date) stays behind, lends its role if higher (where
+# both hold a TIN the higher role wins), and goes.
+_MOVE_LINKS = [
+    f"""UPDATE OR IGNORE account_tins SET account_id = s.primary_id
+        FROM {STAGE} s WHERE account_tins.account_id = s.secondary_id AND {_CHUNK}""",
+    f"""UPDATE account_tins SET role = 'security_admin'
+        FROM {STAGE} s JOIN account_tins t ON t.account_id = s.secondary_id
+        WHERE {_CHUNK} AND t.role = 'security_admin'
+          AND account_tins.account_id = s.primary_id AND account_tins.tin = t.tin
+          AND account_tins.role <> 'security_admin'""",
+    f"DELETE FROM account_tins WHERE account_id IN ({_SECONDARIES})",
+]
 
 
 def _json_object(connection: Connection) -> str:
