@@ -308,3 +308,43 @@ def test_sqlite_run_checks_keys_itself_and_turns_foreign_keys_back_on(backend, t
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     assert account(backend, "mid") == ("merged", "p5")
+
+
+def test_an_account_gone_since_the_plan_is_refused_by_its_chunk(backend):
+    """SQLite chunks write with foreign keys off, so the re-check under the write lock refuses
+    a merge whose account vanished after the plan (exit code 3's "no account"), and records
+    nothing for it."""
+    if backend.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL's foreign keys refuse the vanished account")
+    from portalctl.core.clock import utc_now
+    from portalctl.domain.consolidation_apply import apply_chunk, keys_checked_by_chunks
+    from portalctl.domain.consolidation_plan import (
+        STAGE,
+        create_stage,
+        plan_staged,
+        stage_pairs,
+    )
+
+    make_account(backend, "john", A)
+    make_account(backend, "gone")
+    make_account(backend, "old", f"{B}:security_admin")
+    with backend.engine.connect() as connection:
+        with connection.begin():
+            create_stage(connection, keep_after_commit=True)
+            stage_pairs(connection, [("john", "gone", None), ("john", "old", None)])
+            assert plan_staged(connection, source="t").count("would_merge") == 2
+        with backend.begin() as other:
+            other.execute(sa.text("DELETE FROM accounts WHERE username = 'gone'"))
+        primary = backend.rows("SELECT id FROM accounts WHERE username = 'john'")[0]["id"]
+        with keys_checked_by_chunks(connection), connection.begin():
+            counts = apply_chunk(connection, lo=primary, hi=primary, batch_id=None,
+                                 operator="ops-anna", now=utc_now())
+            outcomes = connection.exec_driver_sql(
+                f"SELECT secondary_name, outcome, code, detail FROM {STAGE} ORDER BY line").all()
+    assert counts == {"merged": 1, "already_merged": 0, "refused": 1}
+    assert [tuple(row) for row in outcomes] == [("gone", "refused", 3, "no account gone"),
+                                                ("old", None, None, None)]
+    assert links_of(backend, "john") == {A: "user", B: "security_admin"}
+    assert [r["username"] for r in backend.rows(
+        "SELECT a.username FROM consolidations c JOIN accounts a ON a.id = c.secondary_id")] \
+        == ["old"]

@@ -20,19 +20,24 @@ from portalctl.core.errors import InvalidInput, NotFound, Refused
 from portalctl.core.render import escape_formula
 from portalctl.core.staging import tune_for_bulk_work
 from portalctl.core.tin import Tin
+from portalctl.core.wal_checkpoints import checkpoints_in_background
 from portalctl.domain.consolidation_apply import (
     apply_chunk,
     apply_next_chunk,
     keys_checked_by_chunks,
 )
-from portalctl.domain.consolidation_batches import finish_batch, release_batch, start_batch
+from portalctl.domain.consolidation_batches import (
+    batch_counts,
+    finish_batch,
+    release_batch,
+    start_batch,
+)
 from portalctl.domain.consolidation_plan import (
     STAGE,
     ConsolidationPlan,
     create_stage,
     drop_stage,
     plan_staged,
-    read_plan,
     stage_file,
     stage_pairs,
     stage_report_rows,
@@ -104,8 +109,8 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
                 _apply_all(connection, plan, batch_id=batch_id, operator=operator,
                            chunk_size=chunk_size, notify=notify, progress=progress)
                 with connection.begin():
-                    plan = read_plan(connection, source=source, applied=True)
                     finish_batch(connection, batch_id, state="completed")
+                    counts = batch_counts(connection, batch_id)
             except BaseException:
                 if not connection.closed:
                     connection.rollback()
@@ -116,12 +121,11 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
                 release_batch(connection, sha256)
             if report_path is not None:
                 write_report(connection, report_path, applied=True)
-            return _summary(plan, batch_id=batch_id, dry_run=False)
+            return {"batch_id": batch_id, **counts, "dry_run": False}
         finally:
-            if not connection.closed:
-                connection.rollback()
-                with connection.begin():
-                    drop_stage(connection)
+            # The stage goes with the connection: closing it drops the temporary tables at once
+            # (DROP TABLE of a 1,000,000-row stage takes a third of a second on SQLite).
+            connection.invalidate()
 
 
 def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dry_run: bool,
@@ -134,14 +138,15 @@ def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dr
             f"{plan.source}: {plan.bad_rows} of {plan.rows} rows cannot be applied, nothing was "
             f"written" + (" (dry run)" if dry_run else "") + f"; first: {plan.problems[0]}",
             details=plan.problems + ([f"... and {more} more"] if more > 0 else []))
-    return _summary(plan, batch_id=None, dry_run=True)
+    return _dry_run_summary(plan)
 
 
 def _apply_all(connection: Connection, plan: ConsolidationPlan, *, batch_id: int, operator: str,
                chunk_size: int, notify: bool, progress: Progress | None) -> None:
     total = plan.count("would_merge")
     done, start = 0, 0
-    with keys_checked_by_chunks(connection):
+    with keys_checked_by_chunks(connection), \
+            checkpoints_in_background(connection) as between_chunks:
         while chunk := apply_next_chunk(connection, start=start, size=chunk_size,
                                         batch_id=batch_id, operator=operator, now_fn=utc_now,
                                         notify=notify):
@@ -150,16 +155,14 @@ def _apply_all(connection: Connection, plan: ConsolidationPlan, *, batch_id: int
             if progress:
                 progress(done, total)
             start = end + 1
+            between_chunks()
 
 
-def _summary(plan: ConsolidationPlan, *, batch_id: int | None, dry_run: bool) -> dict[str, Any]:
-    summary = {"batch_id": batch_id, "rows": plan.rows, "merged": plan.count("merged"),
-               "already_merged": plan.count("already_merged"),
-               "invalid": plan.count("invalid"), "refused": plan.count("refused"),
-               "dry_run": dry_run}
-    if dry_run:
-        summary["would_merge"] = plan.count("would_merge")
-    return summary
+def _dry_run_summary(plan: ConsolidationPlan) -> dict[str, Any]:
+    return {"batch_id": None, "rows": plan.rows, "merged": 0,
+            "already_merged": plan.count("already_merged"), "invalid": plan.count("invalid"),
+            "refused": plan.count("refused"), "dry_run": True,
+            "would_merge": plan.count("would_merge")}
 
 
 def write_report(connection: Connection, path: str | Path, *, applied: bool) -> None:

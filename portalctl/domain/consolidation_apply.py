@@ -100,23 +100,26 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                         SELECT primary_id FROM {STAGE} s WHERE {_CHUNK}
                         UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK}))
                     ORDER BY id FOR UPDATE) locked""")
-        missing = 0
+        # Every account of the chunk is locked; the foreign keys refuse a vanished one.
+        accounts = "accounts sec, accounts p"
+        matched = (f"sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id "
+                   f"AND {STAGE}.primary_id BETWEEN :lo AND :hi {probe('sec.id')}")
     else:
-        # (PostgreSQL's foreign keys refuse a vanished account; here the chunk checks.)
-        missing = run(f"""
-            UPDATE {STAGE} SET outcome = 'refused', code = 3, detail = 'no account ' || CASE
-                WHEN NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = {STAGE}.primary_id)
-                THEN final_key ELSE secondary_name END
-            WHERE primary_id BETWEEN :lo AND :hi AND outcome IS NULL
-              AND (NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = {STAGE}.primary_id)
-                   OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = {STAGE}.secondary_id))"""
-                      ).rowcount
+        # Foreign keys are off (``keys_checked_by_chunks``): an account gone since the plan is
+        # refused here, so the outer joins.
+        accounts = (f"(SELECT s.rowid AS row, s.primary_id, s.secondary_id FROM {STAGE} s "
+                    f"WHERE {_CHUNK}) x LEFT JOIN accounts sec ON sec.id = x.secondary_id "
+                    "LEFT JOIN accounts p ON p.id = x.primary_id")
+        matched = f"{STAGE}.rowid = x.row"
     # The plan was made without locks; another run may have changed these accounts since.
     rechecked = run(f"""
         UPDATE {STAGE} SET
             outcome = CASE WHEN sec.merged_into = p.id THEN 'already_merged' ELSE 'refused' END,
-            code = CASE WHEN sec.merged_into = p.id THEN 0 ELSE 4 END,
+            code = CASE WHEN p.id IS NULL OR sec.id IS NULL THEN 3
+                        WHEN sec.merged_into = p.id THEN 0 ELSE 4 END,
             detail = CASE
+                WHEN p.id IS NULL THEN 'no account ' || {STAGE}.final_key
+                WHEN sec.id IS NULL THEN 'no account ' || {STAGE}.secondary_name
                 WHEN sec.merged_into = p.id THEN 'already merged into ' || p.username
                 WHEN sec.merged_into IS NOT NULL THEN 'secondary ' || {STAGE}.secondary_name
                      || ' was merged into another account meanwhile'
@@ -124,17 +127,16 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                      || p.status || ', not active'
                 ELSE 'secondary ' || {STAGE}.secondary_name || ' no longer holds TIN *****'
                      || substr({STAGE}.tin, 6, 4) END
-        FROM accounts sec, accounts p
-        WHERE sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id
-          AND {STAGE}.primary_id BETWEEN :lo AND :hi AND {STAGE}.outcome IS NULL
-          {probe("sec.id")}
-          AND (sec.merged_into IS NOT NULL OR p.status <> 'active'
+        FROM {accounts}
+        WHERE {matched} AND {STAGE}.outcome IS NULL
+          AND (p.id IS NULL OR sec.id IS NULL OR sec.merged_into IS NOT NULL
+               OR p.status <> 'active'
                OR ({STAGE}.tin IS NOT NULL AND NOT EXISTS (
                    SELECT 1 FROM account_tins t
                    WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))
         RETURNING {STAGE}.outcome""").scalars().all()
     already = rechecked.count("already_merged")
-    refused = missing + len(rechecked) - already
+    refused = len(rechecked) - already
     record = f"""
         INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
                                     links_moved, operator, merged_at)

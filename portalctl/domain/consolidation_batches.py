@@ -68,6 +68,16 @@ def finish_batch(connection: Connection, batch_id: int, *, state: str) -> None:
                        .values(state=state, finished_at=utc_now()))
 
 
+def batch_counts(connection: Connection, batch_id: int) -> dict[str, int]:
+    """The batch's rows by outcome, kept up to date by every chunk (the run's summary)."""
+    row = connection.execute(sa.select(
+        consolidation_batches.c.rows_total, consolidation_batches.c.merged,
+        consolidation_batches.c.already_merged, consolidation_batches.c.invalid,
+        consolidation_batches.c.refused).where(consolidation_batches.c.id == batch_id)).one()
+    return {"rows": row.rows_total, "merged": row.merged, "already_merged": row.already_merged,
+            "invalid": row.invalid, "refused": row.refused}
+
+
 def release_batch(connection: Connection, sha256: str) -> None:
     if connection.dialect.name == "postgresql" and not connection.closed:
         with connection.begin():

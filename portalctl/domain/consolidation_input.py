@@ -5,8 +5,9 @@ and staged in seconds), then COPY on PostgreSQL or multi-row INSERTs on SQLite."
 from __future__ import annotations
 
 import csv
+import functools
+import sqlite3
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -32,9 +33,12 @@ RAW_COLUMNS = [
 _LOADED = [name for name, _ in RAW_COLUMNS]
 _REQUIRED_DETAIL = "primary_username and secondary_username are required"
 _SELF_DETAIL = "an account cannot be merged into itself"
-# SQLite: rows per INSERT. One statement binding 200 rows costs about half as much per row as
-# executemany of single-row INSERTs (the driver's per-execution overhead is the bulk of it).
-_SQLITE_ROWS_PER_INSERT = 200
+# SQLite: rows per INSERT (fewer where the library binds fewer values per statement). One
+# statement binding 500 rows costs under half as much per row as executemany of single-row
+# INSERTs (the driver's per-execution overhead is the bulk of it).
+_SQLITE_ROWS_PER_INSERT = 500
+# A row to plan is staged as its first six columns: line, names, keys, TIN.
+_PLANNED = 6
 
 
 def stage_file(connection: Connection, path: str | Path) -> str:
@@ -62,29 +66,51 @@ def create_input(connection: Connection, on_commit: str) -> None:
 
 
 def load_input(connection: Connection, rows: Iterable[tuple]) -> None:
+    """Rows are ``_row``'s: a row to plan as its first six columns (the rest follow from them),
+    a row with a problem in full."""
     if connection.dialect.name == "postgresql":
         # The planner's statements read whole tables; a small sample (for this transaction's
         # ANALYZEs of the temporary tables) plans them as well as the default one, much faster.
         connection.exec_driver_sql("SET LOCAL default_statistics_target = 10")
-        load_rows(connection, RAW, _LOADED, rows)
+        load_rows(connection, RAW, _LOADED, (row if len(row) == len(_LOADED) else
+                                             (*row, 1, row[3], None, None, None) for row in rows))
         return
-    cursor = connection.connection.driver_connection.cursor()
-    width = len(_LOADED)
-    values = "(" + ", ".join("?" for _ in range(width)) + ")"
-    insert = f"INSERT INTO temp.{RAW} ({', '.join(_LOADED)}) VALUES "
-    full = insert + ", ".join([values] * _SQLITE_ROWS_PER_INSERT)
-    iterator = iter(rows)
+    driver = connection.connection.driver_connection
+    per_insert = max(1, min(_SQLITE_ROWS_PER_INSERT,
+                            driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_LOADED)))
+    batches: dict[int, list[tuple]] = {_PLANNED: [], len(_LOADED): []}
+    cursor = driver.cursor()
     try:
-        while batch := list(islice(iterator, _SQLITE_ROWS_PER_INSERT)):
-            statement = full if len(batch) == _SQLITE_ROWS_PER_INSERT else \
-                insert + ", ".join([values] * len(batch))
-            cursor.execute(statement, [value for row in batch for value in row])
+        for row in rows:
+            batch = batches[len(row)]
+            batch.append(row)
+            if len(batch) == per_insert:
+                cursor.execute(_sqlite_insert(len(row), per_insert),
+                               [value for row in batch for value in row])
+                batch.clear()
+        for width, batch in batches.items():
+            if batch:
+                cursor.execute(_sqlite_insert(width, len(batch)),
+                               [value for row in batch for value in row])
     finally:
         cursor.close()
 
 
+@functools.cache
+def _sqlite_insert(width: int, rows: int) -> str:
+    """One INSERT of ``rows`` rows; planned rows bind their first six columns only (binding is
+    most of the cost of a row), the other columns follow from them."""
+    values = ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
+    if width == len(_LOADED):
+        return f"INSERT INTO temp.{RAW} ({', '.join(_LOADED)}) VALUES {values}"
+    return (f"INSERT INTO temp.{RAW} ({', '.join(_LOADED[:_PLANNED])}, graph, final_key) "
+            f"SELECT {', '.join(f'column{i}' for i in range(1, _PLANNED + 1))}, 1, column4 "
+            f"FROM (VALUES {values})")
+
+
 def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
-    """One staged row: the cells as given, their case-folded keys, the checks one row allows."""
+    """One staged row: the cells as given, their case-folded keys and the TIN (a row to plan),
+    or all of the input table's columns for a row that breaks a check one row allows."""
     primary_key, secondary_key = primary.lower()[:254], secondary.lower()[:254]
     if not primary or not secondary:
         problem = ("invalid", 5, _REQUIRED_DETAIL)
@@ -96,11 +122,9 @@ def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
         except InvalidInput as error:
             problem = ("invalid", 5, error.message)
         else:
-            return (line, primary[:254], secondary[:254], primary_key, secondary_key, tin, 1,
-                    primary_key, None, None, None)
+            return (line, primary[:254], secondary[:254], primary_key, secondary_key, tin)
     else:
-        return (line, primary[:254], secondary[:254], primary_key, secondary_key, None, 1,
-                primary_key, None, None, None)
+        return (line, primary[:254], secondary[:254], primary_key, secondary_key, None)
     return (line, primary[:254], secondary[:254], primary_key, secondary_key, None, 0,
             primary_key, *problem)
 

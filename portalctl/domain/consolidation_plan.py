@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from portalctl.domain.consolidation_input import RAW, create_input, stage_file, stage_pairs
 
 __all__ = ["STAGE", "ConsolidationPlan", "create_stage", "drop_stage", "plan_staged",
-           "read_plan", "stage_file", "stage_pairs", "stage_report_rows"]
+           "stage_file", "stage_pairs", "stage_report_rows"]
 
 STAGE = "consolidation_stage"
 PROBLEMS = ("invalid", "refused")
@@ -74,14 +74,12 @@ def plan_staged(connection: Connection, *, source: str) -> ConsolidationPlan:
     return read_plan(connection, source=source)
 
 
-def read_plan(connection: Connection, *, source: str, applied: bool = False
-              ) -> ConsolidationPlan:
-    """Counts by outcome (merges still pending count as would_merge, or merged once
-    ``applied``) and the first problems."""
-    pending = "merged" if applied else "would_merge"
+def read_plan(connection: Connection, *, source: str) -> ConsolidationPlan:
+    """Counts by outcome (a merge still to apply counts as would_merge) and the first
+    problems."""
     counts = dict(connection.exec_driver_sql(
-        f"SELECT COALESCE(outcome, '{pending}'), COUNT(*) FROM {STAGE} "
-        f"GROUP BY COALESCE(outcome, '{pending}')").all())
+        f"SELECT COALESCE(outcome, 'would_merge'), COUNT(*) FROM {STAGE} "
+        f"GROUP BY COALESCE(outcome, 'would_merge')").all())
     problems = [f"{source}:{line}: {outcome}: {detail}" for line, outcome, detail in
                 connection.exec_driver_sql(
                     f"SELECT line, outcome, detail FROM {STAGE} "
