@@ -12,7 +12,11 @@ from sqlalchemy.engine import Connection
 _SQLITE_BATCH = 10_000
 # A 64 MB page cache instead of the default 2 MB, and a WAL checkpoint every ~400 MB instead of
 # every 4 MB: chunk after chunk then rewrites hot pages in memory and copies them back once.
-_SQLITE_BULK_PRAGMAS = ("PRAGMA cache_size = -65536", "PRAGMA wal_autocheckpoint = 100000")
+# The temporary database (staging tables) is deleted when the connection closes, so zeroing
+# its freed pages first (this Python's SQLite is built with secure_delete on) only costs
+# writes: dropping a 1,000,000-row input table took 0.3 s with it, 0.02 s without.
+_SQLITE_BULK_PRAGMAS = ("PRAGMA cache_size = -65536", "PRAGMA wal_autocheckpoint = 100000",
+                        "PRAGMA temp.secure_delete = OFF")
 
 
 def tune_for_bulk_work(connection: Connection) -> None:
