@@ -98,7 +98,7 @@ class _Checkpointer(threading.Thread):
                 _busy, log_frames, _copied = database.execute(
                     "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 self.log_frames = max(log_frames, 0)
-        except sqlite3.Error:
+        except Exception:  # whatever stops it, the writer's automatic checkpoints take over
             self.failed = True
         finally:
             database.close()
