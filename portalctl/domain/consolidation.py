@@ -125,7 +125,8 @@ def run_consolidation_file(engine: Engine, path: str | Path, *, operator: str,
         finally:
             # The stage goes with the connection: closing it drops the temporary tables at once
             # (DROP TABLE of a 1,000,000-row stage takes a third of a second on SQLite).
-            connection.invalidate()
+            if not connection.closed:
+                connection.invalidate()
 
 
 def _stop_before_applying(connection: Connection, plan: ConsolidationPlan, *, dry_run: bool,
