@@ -7,7 +7,7 @@ import os
 from portalctl.core.database import create_engine
 from portalctl.core.wal_checkpoints import checkpoints_in_background
 
-TRANSACTIONS, ROWS_EACH = 200, 20  # each row ~4 KB: ~20 pages a transaction, ~16 MB in all
+TRANSACTIONS, ROWS_EACH = 400, 20  # each row ~4 KB: ~20 pages a transaction, ~32 MB in all
 INSERT = ("INSERT INTO t (x) SELECT hex(randomblob(2000)) FROM (WITH RECURSIVE n(i) AS "
           f"(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS_EACH}) SELECT i FROM n)")
 
@@ -31,8 +31,9 @@ def test_checkpoints_keep_the_log_small_and_every_commit(tmp_path):
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == before
         connection.rollback()
     engine.dispose()
-    # Without checkpoints the log would hold every page written (~16 MB).
-    assert largest_log < 4 * 1024 * 1024
+    # Without checkpoints the log would hold every page written (~32 MB); the restarts keep it
+    # near restart_frames, plus what the background thread has not seen yet on a busy machine.
+    assert largest_log < 12 * 1024 * 1024
     reopened = create_engine(f"sqlite:///{path}")
     with reopened.connect() as connection:
         assert connection.exec_driver_sql("SELECT COUNT(*) FROM t").scalar() == \
