@@ -92,15 +92,27 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
     def probe(column: str) -> str:
         return f"AND {column} = ANY(ARRAY({secondaries}))" if postgres else ""
 
+    missing = 0
     if postgres:
         # Fixed order (by id): two overlapping runs queue on the same rows instead of deadlocking.
         # (counted on the server: the ids need not travel)
-        run(f"""SELECT COUNT(*) FROM (
-                    SELECT id FROM accounts WHERE id = ANY(ARRAY(
-                        SELECT primary_id FROM {STAGE} s WHERE {_CHUNK}
-                        UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK}))
-                    ORDER BY id FOR UPDATE) locked""")
-        # Every account of the chunk is locked; the foreign keys refuse a vanished one.
+        expected, locked = run(f"""
+            WITH ids AS MATERIALIZED (SELECT primary_id AS id FROM {STAGE} s WHERE {_CHUNK}
+                                      UNION SELECT secondary_id FROM {STAGE} s WHERE {_CHUNK})
+            SELECT (SELECT COUNT(*) FROM ids), (SELECT COUNT(*) FROM (
+                SELECT id FROM accounts WHERE id = ANY(ARRAY(SELECT id FROM ids))
+                ORDER BY id FOR UPDATE) locked)""").one()
+        if locked < expected:
+            # An account deleted since the plan: refused here (its foreign keys would fail
+            # the whole chunk); only then, so the usual chunk pays nothing for it.
+            missing = run(f"""
+                UPDATE {STAGE} s SET outcome = 'refused', code = 3, detail = 'no account ' ||
+                    CASE WHEN NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.primary_id)
+                         THEN s.final_key ELSE s.secondary_name END
+                WHERE {_CHUNK}
+                  AND (NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.primary_id)
+                       OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.secondary_id))"""
+                          ).rowcount
         accounts = "accounts sec, accounts p"
         matched = (f"sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id "
                    f"AND {STAGE}.primary_id BETWEEN :lo AND :hi {probe('sec.id')}")
@@ -136,7 +148,7 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                    WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))
         RETURNING {STAGE}.outcome""").scalars().all()
     already = rechecked.count("already_merged")
-    refused = len(rechecked) - already
+    refused = missing + len(rechecked) - already
     record = f"""
         INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
                                     links_moved, operator, merged_at)
