@@ -92,7 +92,6 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
     def probe(column: str) -> str:
         return f"AND {column} = ANY(ARRAY({secondaries}))" if postgres else ""
 
-    missing = 0
     if postgres:
         # Fixed order (by id): two overlapping runs queue on the same rows instead of deadlocking.
         # (counted on the server: the ids need not travel)
@@ -102,27 +101,15 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
             SELECT (SELECT COUNT(*) FROM ids), (SELECT COUNT(*) FROM (
                 SELECT id FROM accounts WHERE id = ANY(ARRAY(SELECT id FROM ids))
                 ORDER BY id FOR UPDATE) locked)""").one()
-        if locked < expected:
-            # An account deleted since the plan: refused here (its foreign keys would fail
-            # the whole chunk); only then, so the usual chunk pays nothing for it.
-            missing = run(f"""
-                UPDATE {STAGE} s SET outcome = 'refused', code = 3, detail = 'no account ' ||
-                    CASE WHEN NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.primary_id)
-                         THEN s.final_key ELSE s.secondary_name END
-                WHERE {_CHUNK}
-                  AND (NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.primary_id)
-                       OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.secondary_id))"""
-                          ).rowcount
-        accounts = "accounts sec, accounts p"
-        matched = (f"sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id "
-                   f"AND {STAGE}.primary_id BETWEEN :lo AND :hi {probe('sec.id')}")
+        # Every account there: probe them by index. One deleted since the plan (its foreign
+        # keys would fail the whole chunk): the outer joins, so that its rows are refused.
+        accounts, matched = ("accounts sec, accounts p",
+                             f"sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id "
+                             f"AND {STAGE}.primary_id BETWEEN :lo AND :hi {probe('sec.id')}"
+                             ) if locked == expected else _outer_joined("ctid")
     else:
-        # Foreign keys are off (``keys_checked_by_chunks``): an account gone since the plan is
-        # refused here, so the outer joins.
-        accounts = (f"(SELECT s.rowid AS row, s.primary_id, s.secondary_id FROM {STAGE} s "
-                    f"WHERE {_CHUNK}) x LEFT JOIN accounts sec ON sec.id = x.secondary_id "
-                    "LEFT JOIN accounts p ON p.id = x.primary_id")
-        matched = f"{STAGE}.rowid = x.row"
+        # Foreign keys are off (``keys_checked_by_chunks``): always the outer joins.
+        accounts, matched = _outer_joined("rowid")
     # The plan was made without locks; another run may have changed these accounts since.
     rechecked = run(f"""
         UPDATE {STAGE} SET
@@ -148,7 +135,7 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                    WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))
         RETURNING {STAGE}.outcome""").scalars().all()
     already = rechecked.count("already_merged")
-    refused = missing + len(rechecked) - already
+    refused = len(rechecked) - already
     record = f"""
         INSERT INTO consolidations (batch_id, line, primary_id, secondary_id, tin,
                                     links_moved, operator, merged_at)
@@ -214,6 +201,14 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
     if notify and counts["merged"]:
         queue_consolidation_emails(connection, lo=lo, hi=hi, now=now)
     return counts
+
+
+def _outer_joined(row_id: str) -> tuple[str, str]:
+    """The re-check's FROM and join condition keeping the chunk's rows whose primary or
+    secondary no longer exists (``row_id``: the backend's name for a row's address)."""
+    return (f"(SELECT s.{row_id} AS row, s.primary_id, s.secondary_id FROM {STAGE} s "
+            f"WHERE {_CHUNK}) x LEFT JOIN accounts sec ON sec.id = x.secondary_id "
+            "LEFT JOIN accounts p ON p.id = x.primary_id", f"{STAGE}.{row_id} = x.row")
 
 
 _SECONDARIES = f"SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK}"
