@@ -93,14 +93,19 @@ class Runtime:
     def transaction(self, *, read_only: bool = False) -> Iterator[Connection]:
         """One transaction on a current schema; connection failures become exit 6.
         ``read_only``: it only reads, so on SQLite it does not queue for the write lock."""
-        from portalctl.core.database import READ_ONLY_OPTION, parse_url, translate_database_errors
+        from portalctl.core.database import (
+            READ_ONLY_OPTION,
+            parse_url,
+            transaction_on,
+            translate_database_errors,
+        )
 
         engine = self.engine()
         with translate_database_errors(parse_url(self.settings.database_url)), \
                 engine.connect() as connection:
             if read_only:
                 connection.execution_options(**{READ_ONLY_OPTION: True})
-            with connection.begin():
+            with transaction_on(connection):
                 yield connection
 
     @contextmanager

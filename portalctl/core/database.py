@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from portalctl.core.errors import DatabaseUnavailable, InvalidInput
+from portalctl.core.errors import DatabaseUnavailable, InvalidInput, RecordedRefusal
 from portalctl.core.readonly_db import NOT_A_DATABASE, target_description
 
 if TYPE_CHECKING:
@@ -123,7 +123,25 @@ def _first_line(error) -> str:
 
 
 @contextmanager
+def transaction_on(connection: Connection) -> Iterator[Connection]:
+    """One transaction on ``connection``: committed when the block ends or raises
+    ``RecordedRefusal`` (what led to the refusal was recorded and must stay), rolled back on
+    any other error."""
+    outer = connection.begin()
+    try:
+        yield connection
+    except RecordedRefusal:
+        outer.commit()
+        raise
+    except BaseException:
+        if outer.is_active:
+            outer.rollback()
+        raise
+    outer.commit()
+
+
+@contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    with engine.begin() as connection:
+    """``transaction_on`` a new connection of ``engine``."""
+    with engine.connect() as connection, transaction_on(connection):
         yield connection

@@ -1,8 +1,13 @@
-"""One error hierarchy for user-facing failures, mapped once to the exit codes of SPEC section 4."""
+"""One error hierarchy for user-facing failures, mapped once to the exit codes of SPEC section 4.
+
+Every refusal a person can act on is one of these, raised where the rule lives; the CLI's one
+handler (``cli/app.py``) turns it into one stderr line and its exit code.
+"""
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -14,6 +19,8 @@ class ExitCode(IntEnum):
     INVALID_INPUT = 5
     DATABASE = 6
     PARTIAL = 7
+    MAIL_SERVER = 8
+    INTERRUPTED = 130
 
 
 class PortalError(Exception):
@@ -28,9 +35,13 @@ class PortalError(Exception):
 
 
 class UsageError(PortalError):
-    """The command was called wrongly (missing filter, conflicting options)."""
+    """The command was called wrongly (missing filter, conflicting options, no terminal)."""
 
     exit_code = ExitCode.USAGE
+
+
+class ConfigurationError(UsageError):
+    """A setting is missing or malformed (e.g. no PORTALCTL_SECRET_KEY)."""
 
 
 class NotFound(PortalError):
@@ -45,10 +56,29 @@ class Refused(PortalError):
     exit_code = ExitCode.REFUSED
 
 
+class RecordedRefusal(Refused):
+    """A refusal whose transaction must still commit: what led to it was itself recorded (a
+    failed attempt counted, an account locked, the "Oops!" email queued, an audit record).
+
+    The transaction helpers commit before re-raising it; every other error rolls back.
+    ``record`` is what the command would have printed had the check passed (e.g. the
+    verification result with ``verified: false``)."""
+
+    def __init__(self, message: str, *, record: Any = None, details: list[str] | None = None):
+        super().__init__(message, details=details)
+        self.record = record
+
+
 class InvalidInput(PortalError):
-    """Malformed input (TIN, email, CSV); nothing was written."""
+    """Malformed input (TIN, email, CSV, a value too long); nothing was written."""
 
     exit_code = ExitCode.INVALID_INPUT
+
+
+class PartlyApplied(PortalError):
+    """A bulk run applied the good rows and skipped the others (``--skip-invalid``)."""
+
+    exit_code = ExitCode.PARTIAL
 
 
 class DatabaseUnavailable(PortalError):
@@ -57,7 +87,8 @@ class DatabaseUnavailable(PortalError):
     exit_code = ExitCode.DATABASE
 
 
-class ConfigurationError(PortalError):
-    """A setting is missing or malformed (e.g. no PORTALCTL_SECRET_KEY)."""
+class MailServerUnavailable(PortalError):
+    """The mail server refused the connection, the TLS handshake or the login: no email was
+    marked dead or charged an attempt for it."""
 
-    exit_code = ExitCode.USAGE
+    exit_code = ExitCode.MAIL_SERVER

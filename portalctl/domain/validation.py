@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 
+from portalctl.core.email_address import parse_email_address
 from portalctl.core.errors import InvalidInput
 
 ROLES = ("security_admin", "user")
 ACCOUNT_STATUSES = ("active", "locked", "disabled", "merged")
-_EMAIL = re.compile(r"[^@\s,;<>()\[\]\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 _USERNAME = re.compile(r"[A-Za-z0-9._%+@'-]{3,254}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -23,10 +22,7 @@ def clean_username(value: str) -> str:
 
 
 def clean_email(value: str) -> str:
-    email = (value or "").strip()
-    if len(email) > 254 or not _EMAIL.fullmatch(email):
-        raise InvalidInput(f"invalid email address {_show(email)}")
-    return email
+    return parse_email_address(value or "")
 
 
 def clean_full_name(value: str) -> str:
