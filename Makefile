@@ -28,6 +28,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict portalctl/core portalctl/domain
+	$(BIN)/mypy portalctl/cli
 
 ## Figures, not assertions: start-up, look-ups, bulk imports, mail, consolidation.
 bench: $(STAMP)

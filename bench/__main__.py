@@ -24,7 +24,8 @@ class BenchContext:
 
 def postgres_url() -> str | None:
     url = os.environ.get("PORTALCTL_BENCH_DATABASE_URL") or os.environ.get(
-        "PORTALCTL_TEST_DATABASE_URL")
+        "PORTALCTL_TEST_DATABASE_URL"
+    )
     if url:
         return url
     try:
@@ -32,8 +33,9 @@ def postgres_url() -> str | None:
 
         for user in ("root", "postgres"):
             try:
-                psycopg.connect(f"host=127.0.0.1 port=5432 user={user} dbname=test",
-                                connect_timeout=2).close()
+                psycopg.connect(
+                    f"host=127.0.0.1 port=5432 user={user} dbname=test", connect_timeout=2
+                ).close()
                 return f"postgresql+psycopg://{user}@127.0.0.1:5432/test"
             except psycopg.Error:
                 continue
@@ -43,12 +45,15 @@ def postgres_url() -> str | None:
 
 
 def main(names: list[str]) -> None:
-    modules = sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
-                     if m.name.startswith("bench_"))
+    modules = sorted(
+        m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
+    )
     chosen = [m for m in modules if not names or any(n in m for n in names)]
     with tempfile.TemporaryDirectory(prefix="portalctl-bench-") as tmp:
         context = BenchContext(Path(tmp), postgres_url())
-        print(f"PostgreSQL for benchmarks: {context.postgres_url or 'none (those figures skipped)'}")
+        print(
+            f"PostgreSQL for benchmarks: {context.postgres_url or 'none (those figures skipped)'}"
+        )
         for name in chosen:
             print(f"\n== {name}")
             started = time.perf_counter()

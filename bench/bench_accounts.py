@@ -30,8 +30,15 @@ def _backend_figures(name: str, url: str, context, import_rows: int) -> None:
     env = base_env(url, context.work_dir)
     command([PORTALCTL, "db", "init"], env)
     command([PORTALCTL, "db", "demo", "--generated", "2000"], env)
-    lookup = [PORTALCTL, "accounts", "lookup", "--username", "johnsmith@gmail.com",
-              "--tin", "836576879"]
+    lookup = [
+        PORTALCTL,
+        "accounts",
+        "lookup",
+        "--username",
+        "johnsmith@gmail.com",
+        "--tin",
+        "836576879",
+    ]
     timed(f"{name}: accounts lookup, one query (target <= 400 ms)", median_seconds(lookup, env))
 
     queries = context.work_dir / "lookups.csv"
@@ -39,18 +46,25 @@ def _backend_figures(name: str, url: str, context, import_rows: int) -> None:
         handle.write("username,tin\n")
         for index in range(LOOKUP_QUERIES):
             handle.write(f"johnsmith@gmail.com,{836576879 if index % 2 else 111111111}\n")
-    many = median_seconds([PORTALCTL, "accounts", "lookup", "--csv", str(queries),
-                           "-f", "csv"], env, runs=3)
-    timed(f"{name}: accounts lookup --csv, {LOOKUP_QUERIES} queries", many,
-          f"({many / LOOKUP_QUERIES * 1e6:.0f} us a query)")
+    many = median_seconds(
+        [PORTALCTL, "accounts", "lookup", "--csv", str(queries), "-f", "csv"], env, runs=3
+    )
+    timed(
+        f"{name}: accounts lookup --csv, {LOOKUP_QUERIES} queries",
+        many,
+        f"({many / LOOKUP_QUERIES * 1e6:.0f} us a query)",
+    )
 
     path = context.work_dir / f"import-{name}.csv"
     _write_import_file(path, import_rows)
     started = time.perf_counter()
     command([PORTALCTL, "accounts", "import", str(path)], env)
     seconds = time.perf_counter() - started
-    timed(f"{name}: accounts import, {import_rows:,} accounts with 2 TINs", seconds,
-          f"({import_rows / seconds:,.0f} accounts/s)")
+    timed(
+        f"{name}: accounts import, {import_rows:,} accounts with 2 TINs",
+        seconds,
+        f"({import_rows / seconds:,.0f} accounts/s)",
+    )
 
 
 def _write_import_file(path, rows: int) -> None:
@@ -58,6 +72,7 @@ def _write_import_file(path, rows: int) -> None:
         handle.write("username,email,full_name,tins,status\n")
         for index in range(rows):
             first, second = 100000000 + index % 50_000, 200000000 + index % 30_000
-            handle.write(f"bulk{index},bulk{index}@example.org,Bulk User {index},"
-                         f"{first}:security_admin;{second},active\n")
-
+            handle.write(
+                f"bulk{index},bulk{index}@example.org,Bulk User {index},"
+                f"{first}:security_admin;{second},active\n"
+            )

@@ -38,8 +38,10 @@ def _postgres(context) -> None:
     path = _write_file(context.work_dir / "merges-pg.csv", PG_ROWS)
     baselines, runs, peaks = [], [], []
     for round_number in range(ROUNDS):
-        with fresh_postgres_schema(context.postgres_url) as baseline_url, \
-                fresh_postgres_schema(context.postgres_url) as portalctl_url:
+        with (
+            fresh_postgres_schema(context.postgres_url) as baseline_url,
+            fresh_postgres_schema(context.postgres_url) as portalctl_url,
+        ):
             for url in (baseline_url, portalctl_url):
                 command([PORTALCTL, "db", "init"], base_env(url, context.work_dir))
                 _populate(url, PG_ROWS)
@@ -55,15 +57,23 @@ def _postgres(context) -> None:
             if round_number == 0:
                 _check_same_outcome(baseline_url, portalctl_url)
     baseline, seconds = statistics.median(baselines), statistics.median(runs)
-    timed(f"PostgreSQL: baseline SQL, {PG_ROWS:,} merges, {2 * PG_ROWS:,} accounts", baseline,
-          f"(median of {ROUNDS})")
-    timed(f"PostgreSQL: consolidate run, {PG_ROWS:,} merges", seconds,
-          f"(median of {ROUNDS}; {PG_ROWS / seconds:,.0f} merges/s, peak {max(peaks):.0f} MB)")
+    timed(
+        f"PostgreSQL: baseline SQL, {PG_ROWS:,} merges, {2 * PG_ROWS:,} accounts",
+        baseline,
+        f"(median of {ROUNDS})",
+    )
+    timed(
+        f"PostgreSQL: consolidate run, {PG_ROWS:,} merges",
+        seconds,
+        f"(median of {ROUNDS}; {PG_ROWS / seconds:,.0f} merges/s, peak {max(peaks):.0f} MB)",
+    )
     ratios = [r / b for r, b in zip(runs, baselines)]
-    print(f"   PostgreSQL: ratio consolidate run / baseline = {statistics.median(ratios):.2f}, "
-          "the median of the rounds' ratios (target <= 1.5; by round: "
-          + ", ".join(f"{ratio:.2f}" for ratio in ratios)
-          + f"; ratio of the medians {seconds / baseline:.2f})")
+    print(
+        f"   PostgreSQL: ratio consolidate run / baseline = {statistics.median(ratios):.2f}, "
+        "the median of the rounds' ratios (target <= 1.5; by round: "
+        + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        + f"; ratio of the medians {seconds / baseline:.2f})"
+    )
 
 
 def _sqlite(context) -> None:
@@ -71,11 +81,16 @@ def _sqlite(context) -> None:
     command([PORTALCTL, "db", "init"], base_env(url, context.work_dir))
     started = time.perf_counter()
     _populate(url, SQLITE_ROWS)
-    print(f"   (SQLite: {2 * SQLITE_ROWS:,} accounts made in {time.perf_counter() - started:.0f} s)")
+    print(
+        f"   (SQLite: {2 * SQLITE_ROWS:,} accounts made in {time.perf_counter() - started:.0f} s)"
+    )
     path = _write_file(context.work_dir / "merges-sqlite.csv", SQLITE_ROWS)
     seconds, peak = _portalctl_run(url, path, context)
-    timed(f"SQLite: consolidate run, {SQLITE_ROWS:,} merges (target < 20 s)", seconds,
-          f"({SQLITE_ROWS / seconds:,.0f} merges/s)")
+    timed(
+        f"SQLite: consolidate run, {SQLITE_ROWS:,} merges (target < 20 s)",
+        seconds,
+        f"({SQLITE_ROWS / seconds:,.0f} merges/s)",
+    )
     print(f"   SQLite: peak memory of that run (max RSS): {peak:.0f} MB (target < 300 MB)")
 
 
@@ -91,31 +106,43 @@ def _populate(url: str, rows: int) -> None:
     """``rows`` pairs p<i>/s<i>, each account holding two TINs (one shared within the pair)."""
     engine = sa.create_engine(url)
     now = "CURRENT_TIMESTAMP"
-    series = ("generate_series(1, :n) AS g(i)" if engine.dialect.name == "postgresql" else
-              "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n) "
-              "SELECT i FROM n) g")
+    series = (
+        "generate_series(1, :n) AS g(i)"
+        if engine.dialect.name == "postgresql"
+        else "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n) "
+        "SELECT i FROM n) g"
+    )
     with engine.begin() as connection:
-        connection.execute(sa.text(f"""
+        connection.execute(
+            sa.text(f"""
             INSERT INTO organisations (tin, failed_code_attempts, created_at)
             SELECT CAST(100000000 + i AS VARCHAR(9)), 0, {now} FROM {series}"""),
-            {"n": TIN_POOL})
+            {"n": TIN_POOL},
+        )
         for prefix in "ps":
-            connection.execute(sa.text(f"""
+            connection.execute(
+                sa.text(f"""
                 INSERT INTO accounts (username, email, full_name, status, failed_verifications,
                                       created_at, updated_at)
                 SELECT '{prefix}' || i, '{prefix}' || i || '@example.org', 'User ' || i,
-                       'active', 0, {now}, {now} FROM {series}"""), {"n": rows})
+                       'active', 0, {now}, {now} FROM {series}"""),
+                {"n": rows},
+            )
         # tin(i) in both accounts of a pair (user / security_admin), and one TIN of their own.
-        for first, p_role, s_role, p_step, s_step in (("1", "user", "security_admin", 0, 0),
-                                                      ("0", "user", "user", 7, 13)):
-            connection.execute(sa.text(f"""
+        for first, p_role, s_role, p_step, s_step in (
+            ("1", "user", "security_admin", 0, 0),
+            ("0", "user", "user", 7, 13),
+        ):
+            connection.execute(
+                sa.text(f"""
                 INSERT INTO account_tins (account_id, tin, role, linked_at)
                 SELECT id, CAST(100000001 + (CAST(substr(username, 2) AS INTEGER)
                         + CASE WHEN substr(username, 1, 1) = 'p' THEN {p_step} ELSE {s_step} END)
                         % {TIN_POOL} AS VARCHAR(9)),
                        CASE WHEN substr(username, 1, 1) = 'p' THEN '{p_role}' ELSE '{s_role}' END,
                        {now}
-                FROM accounts WHERE {first} = {first} ORDER BY id"""))
+                FROM accounts WHERE {first} = {first} ORDER BY id""")
+            )
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql("ANALYZE")
     engine.dispose()
@@ -128,11 +155,15 @@ def _baseline(url: str, path: Path) -> float:
         started = time.perf_counter()
         with connection.begin():
             ex = connection.exec_driver_sql
-            ex("CREATE TEMPORARY TABLE raw (primary_username TEXT, secondary_username TEXT) "
-               "ON COMMIT DROP")
+            ex(
+                "CREATE TEMPORARY TABLE raw (primary_username TEXT, secondary_username TEXT) "
+                "ON COMMIT DROP"
+            )
             cursor = connection.connection.driver_connection.cursor()
-            with open(path) as handle, cursor.copy(
-                    "COPY raw FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+            with (
+                open(path) as handle,
+                cursor.copy("COPY raw FROM STDIN WITH (FORMAT csv, HEADER true)") as copy,
+            ):
                 while block := handle.read(1 << 20):
                     copy.write(block)
             ex("""CREATE TEMPORARY TABLE m ON COMMIT DROP AS
@@ -163,9 +194,13 @@ def _portalctl_run(url: str, path: Path, context) -> tuple[float, float]:
     """Wall time and peak RSS (MB) of `consolidate run` as its own process."""
     env = {**os.environ, **base_env(url, context.work_dir)}
     started = time.perf_counter()
-    process = subprocess.Popen([PORTALCTL, "consolidate", "run", str(path), "-f", "json"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [PORTALCTL, "consolidate", "run", str(path), "-f", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, _, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = 0
@@ -184,6 +219,7 @@ def _check_same_outcome(baseline_url: str, portalctl_url: str) -> None:
         with engine.connect() as connection:
             figures.append(tuple(connection.exec_driver_sql(query).one()))
         engine.dispose()
-    print(f"   PostgreSQL: links afterwards (total, security_admin): baseline {figures[0]}, "
-          f"portalctl {figures[1]}" + ("" if figures[0] == figures[1] else "  MISMATCH"))
-
+    print(
+        f"   PostgreSQL: links afterwards (total, security_admin): baseline {figures[0]}, "
+        f"portalctl {figures[1]}" + ("" if figures[0] == figures[1] else "  MISMATCH")
+    )

@@ -37,8 +37,10 @@ def _write_credentialing_file(path, rows: int) -> None:
     with open(path, "w") as handle:
         handle.write("tin,admin_name,admin_email,provider_name\n")
         for index in range(rows):
-            handle.write(f"{100000000 + index % 40_000},Admin {index},admin{index}@example.org,"
-                         f"Provider {index}\n")
+            handle.write(
+                f"{100000000 + index % 40_000},Admin {index},admin{index}@example.org,"
+                f"Provider {index}\n"
+            )
 
 
 def run(context) -> None:
@@ -58,14 +60,19 @@ def run(context) -> None:
     controller.start()
     try:
         started = time.perf_counter()
-        command([PORTALCTL, "mail", "send", "--limit", str(EMAILS)],
-                {**env, "PORTALCTL_SMTP_URL": f"smtp://127.0.0.1:{port}"})
+        command(
+            [PORTALCTL, "mail", "send", "--limit", str(EMAILS)],
+            {**env, "PORTALCTL_SMTP_URL": f"smtp://127.0.0.1:{port}"},
+        )
         seconds = time.perf_counter() - started
     finally:
         controller.stop()
-    timed(f"SQLite: mail send, {EMAILS:,} emails to local SMTP", seconds,
-          f"({handler.received} received over {handler.connections} connection(s), "
-          f"{EMAILS / seconds:,.0f} emails/s)")
+    timed(
+        f"SQLite: mail send, {EMAILS:,} emails to local SMTP",
+        seconds,
+        f"({handler.received} received over {handler.connections} connection(s), "
+        f"{EMAILS / seconds:,.0f} emails/s)",
+    )
 
     if context.postgres_url:
         with fresh_postgres_schema(context.postgres_url) as url:
@@ -76,5 +83,8 @@ def run(context) -> None:
             started = time.perf_counter()
             command([PORTALCTL, "codes", "issue", "--csv", str(path)], env)
             seconds = time.perf_counter() - started
-            timed(f"PostgreSQL: codes issue --csv, {CSV_ROWS_POSTGRES:,} rows", seconds,
-                  f"({CSV_ROWS_POSTGRES / seconds:,.0f} codes/s, emails queued)")
+            timed(
+                f"PostgreSQL: codes issue --csv, {CSV_ROWS_POSTGRES:,} rows",
+                seconds,
+                f"({CSV_ROWS_POSTGRES / seconds:,.0f} codes/s, emails queued)",
+            )

@@ -16,10 +16,12 @@ from urllib.parse import quote
 PORTALCTL = str(Path(sys.executable).parent / "portalctl")
 
 
-def run(args: list[str], env: dict[str, str], *, check: bool = True, stdin=None
-        ) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True,
-                            stdin=stdin)
+def run(
+    args: list[str], env: dict[str, str], *, check: bool = True, stdin=None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args, env={**os.environ, **env}, capture_output=True, text=True, stdin=stdin
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
@@ -45,8 +47,11 @@ def fresh_postgres_schema(base_url: str) -> Iterator[str]:
     """A URL whose search_path is a new, empty schema, dropped afterwards."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(base_url.replace("postgresql://", "postgresql+psycopg://", 1)
-                              if base_url.startswith("postgresql://") else base_url)
+    engine = sa.create_engine(
+        base_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        if base_url.startswith("postgresql://")
+        else base_url
+    )
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     with engine.begin() as connection:
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
@@ -61,6 +66,9 @@ def fresh_postgres_schema(base_url: str) -> Iterator[str]:
 
 
 def base_env(database_url: str, work_dir: Path) -> dict[str, str]:
-    return {"PORTALCTL_DATABASE_URL": database_url, "PORTALCTL_OPERATOR": "bench",
-            "PORTALCTL_SECRET_KEY": "bench-secret-key-0123456789abcdef",
-            "PORTALCTL_MAIL_DIR": str(work_dir / "mail")}
+    return {
+        "PORTALCTL_DATABASE_URL": database_url,
+        "PORTALCTL_OPERATOR": "bench",
+        "PORTALCTL_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+        "PORTALCTL_MAIL_DIR": str(work_dir / "mail"),
+    }

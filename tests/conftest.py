@@ -28,7 +28,7 @@ TEST_OPERATOR = "test-operator"
 def postgres_base_url() -> str | None:
     url = os.environ.get(PG_ENV)
     if url and url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -37,8 +37,10 @@ def postgres_admin_engine():
     """An engine on the configured PostgreSQL; fails loudly if it is configured but unreachable."""
     url = postgres_base_url()
     if not url:
-        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV} "
-                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            f"PostgreSQL tests skipped: set {PG_ENV} "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
@@ -107,8 +109,12 @@ def backend(empty_db_url, tmp_path, isolated) -> Iterator[Backend]:
     engine = create_engine(empty_db_url)
     apply_pending(engine, now=utc_now())
     name = "sqlite" if empty_db_url.startswith("sqlite") else "postgresql"
-    env = {"PORTALCTL_DATABASE_URL": empty_db_url, "PORTALCTL_SECRET_KEY": TEST_SECRET_KEY,
-           "PORTALCTL_OPERATOR": TEST_OPERATOR, "PORTALCTL_MAIL_DIR": str(tmp_path / "mail")}
+    env = {
+        "PORTALCTL_DATABASE_URL": empty_db_url,
+        "PORTALCTL_SECRET_KEY": TEST_SECRET_KEY,
+        "PORTALCTL_OPERATOR": TEST_OPERATOR,
+        "PORTALCTL_MAIL_DIR": str(tmp_path / "mail"),
+    }
     yield Backend(name, empty_db_url, engine, env)
     engine.dispose()
 
@@ -127,8 +133,9 @@ def make_runner(base_env: dict[str, str]):
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> CliResult:
-        result = runner.invoke(app, list(args), input=input, env={**base_env, **(env or {})},
-                               catch_exceptions=False)
+        result = runner.invoke(
+            app, list(args), input=input, env={**base_env, **(env or {})}, catch_exceptions=False
+        )
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
@@ -143,5 +150,6 @@ def cli(backend):
 @pytest.fixture
 def bare_cli(isolated):
     """Run ``portalctl ARGS`` in-process with no database prepared (pass env as needed)."""
-    return make_runner({"PORTALCTL_SECRET_KEY": TEST_SECRET_KEY,
-                        "PORTALCTL_OPERATOR": TEST_OPERATOR})
+    return make_runner(
+        {"PORTALCTL_SECRET_KEY": TEST_SECRET_KEY, "PORTALCTL_OPERATOR": TEST_OPERATOR}
+    )

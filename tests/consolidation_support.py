@@ -23,11 +23,19 @@ def make_account(backend, username: str, *tins: str, status: str = "active") -> 
     """One account; ``tins`` as 'TIN' or 'TIN:role'."""
     links = [(Tin.parse(t.partition(":")[0]), t.partition(":")[2] or "user") for t in tins]
     with backend.begin() as connection:
-        create_account(connection, operator="setup", username=username,
-                       email=username if "@" in username else f"{username}@example.org", full_name=username.title(), tins=links)
+        create_account(
+            connection,
+            operator="setup",
+            username=username,
+            email=username if "@" in username else f"{username}@example.org",
+            full_name=username.title(),
+            tins=links,
+        )
         if status != "active":
-            connection.execute(sa.text("UPDATE accounts SET status = :s WHERE username = :u"),
-                               {"s": status, "u": username})
+            connection.execute(
+                sa.text("UPDATE accounts SET status = :s WHERE username = :u"),
+                {"s": status, "u": username},
+            )
 
 
 def make_groups(backend, count: int, prefixes: str = "ps") -> None:
@@ -38,30 +46,38 @@ def make_groups(backend, count: int, prefixes: str = "ps") -> None:
     typed = [sa.bindparam("now", type_=UTCDateTime)]
     numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)"
     with backend.begin() as connection:
-        connection.execute(sa.text(f"""
-            {numbers.replace(':count', str(TIN_POOL))}
+        connection.execute(
+            sa.text(f"""
+            {numbers.replace(":count", str(TIN_POOL))}
             INSERT INTO organisations (tin, failed_code_attempts, created_at)
             SELECT CAST(100000000 + i - 1 AS VARCHAR(9)), 0, :now FROM n
-            WHERE NOT EXISTS (SELECT 1 FROM organisations)""").bindparams(*typed), params)
+            WHERE NOT EXISTS (SELECT 1 FROM organisations)""").bindparams(*typed),
+            params,
+        )
         for prefix in prefixes:
-            connection.execute(sa.text(f"""
+            connection.execute(
+                sa.text(f"""
                 {numbers}
                 INSERT INTO accounts (username, email, full_name, status, failed_verifications,
                                       created_at, updated_at)
                 SELECT '{prefix}' || i, '{prefix}' || i || '@example.org', 'User {prefix}' || i,
-                       'active', 0, :now, :now FROM n""").bindparams(*typed), params)
+                       'active', 0, :now, :now FROM n""").bindparams(*typed),
+                params,
+            )
             role = "user" if prefix == "p" else "security_admin"
-            for offset, link_role in ([(0, role)] if prefix == "p" else [(0, role), (1, "user")]):
-                connection.execute(sa.text(f"""
+            for offset, link_role in [(0, role)] if prefix == "p" else [(0, role), (1, "user")]:
+                connection.execute(
+                    sa.text(f"""
                     INSERT INTO account_tins (account_id, tin, role, linked_at)
                     SELECT id, CAST(100000000 + (CAST(substr(username, 2) AS INTEGER) + {offset})
                                     % {TIN_POOL} AS VARCHAR(9)), '{link_role}', :now
                     FROM accounts WHERE username LIKE '{prefix}%'
-                      AND status = 'active'""").bindparams(*typed), params)
+                      AND status = 'active'""").bindparams(*typed),
+                    params,
+                )
 
 
-def write_pairs(path: Path, pairs, *, header: str = "primary_username,secondary_username"
-                ) -> Path:
+def write_pairs(path: Path, pairs, *, header: str = "primary_username,secondary_username") -> Path:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(header + "\n")
         for pair in pairs:
@@ -74,38 +90,59 @@ def dump_tables(backend) -> dict[str, list[tuple]]:
     dump = {}
     with backend.engine.connect() as connection:
         for table in (*DATA_TABLES, schema_migrations):
-            dump[table.name] = [tuple(row) for row in connection.execute(
-                sa.select(table).order_by(*table.primary_key.columns))]
+            dump[table.name] = [
+                tuple(row)
+                for row in connection.execute(sa.select(table).order_by(*table.primary_key.columns))
+            ]
     return dump
 
 
 def logical_state(backend) -> dict[str, list[tuple]]:
     """What a run decides, independent of ids, times and batch numbers."""
     return {
-        "accounts": [tuple(r) for r in backend.rows("""
+        "accounts": [
+            tuple(r)
+            for r in backend.rows("""
             SELECT a.username, a.status, m.username FROM accounts a
-            LEFT JOIN accounts m ON m.id = a.merged_into ORDER BY a.username""")],
-        "links": [tuple(r) for r in backend.rows("""
+            LEFT JOIN accounts m ON m.id = a.merged_into ORDER BY a.username""")
+        ],
+        "links": [
+            tuple(r)
+            for r in backend.rows("""
             SELECT a.username, t.tin, t.role FROM account_tins t
-            JOIN accounts a ON a.id = t.account_id ORDER BY a.username, t.tin""")],
-        "consolidations": [tuple(r) for r in backend.rows("""
+            JOIN accounts a ON a.id = t.account_id ORDER BY a.username, t.tin""")
+        ],
+        "consolidations": [
+            tuple(r)
+            for r in backend.rows("""
             SELECT c.line, p.username, s.username, c.tin, c.links_moved FROM consolidations c
             JOIN accounts p ON p.id = c.primary_id JOIN accounts s ON s.id = c.secondary_id
-            ORDER BY c.line""")],
-        "audits": [tuple(r) for r in backend.rows("""
+            ORDER BY c.line""")
+        ],
+        "audits": [
+            tuple(r)
+            for r in backend.rows("""
             SELECT account, target FROM audit_log WHERE action = 'account.consolidate'
-            ORDER BY target""")],
+            ORDER BY target""")
+        ],
     }
 
 
 def links_of(backend, username: str) -> dict[str, str]:
-    return {r["tin"]: r["role"] for r in backend.rows(
-        "SELECT t.tin, t.role FROM account_tins t JOIN accounts a ON a.id = t.account_id "
-        "WHERE a.username = :u", u=username)}
+    return {
+        r["tin"]: r["role"]
+        for r in backend.rows(
+            "SELECT t.tin, t.role FROM account_tins t JOIN accounts a ON a.id = t.account_id "
+            "WHERE a.username = :u",
+            u=username,
+        )
+    }
 
 
 def account(backend, username: str):
-    rows = backend.rows("SELECT a.status, m.username AS merged_into FROM accounts a "
-                        "LEFT JOIN accounts m ON m.id = a.merged_into WHERE a.username = :u",
-                        u=username)
+    rows = backend.rows(
+        "SELECT a.status, m.username AS merged_into FROM accounts a "
+        "LEFT JOIN accounts m ON m.id = a.merged_into WHERE a.username = :u",
+        u=username,
+    )
     return (rows[0]["status"], rows[0]["merged_into"])

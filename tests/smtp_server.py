@@ -69,20 +69,31 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portalctl test SMTP")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256()))
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -90,8 +101,13 @@ class SmtpServer:
     """``tls="smtps"``: TLS from the first byte; ``tls="starttls"``: STARTTLS offered and
     required (both with ``certificate``'s key pair)."""
 
-    def __init__(self, handler: ScriptedHandler, *, tls: str | None = None,
-                 certificate: tuple[Path, Path] | None = None):
+    def __init__(
+        self,
+        handler: ScriptedHandler,
+        *,
+        tls: str | None = None,
+        certificate: tuple[Path, Path] | None = None,
+    ):
         self.handler = handler
         self.port = free_port()
         self.tls = tls
@@ -101,8 +117,11 @@ class SmtpServer:
 
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*certificate)
-            options = ({"ssl_context": context} if tls == "smtps" else
-                       {"tls_context": context, "require_starttls": True})
+            options = (
+                {"ssl_context": context}
+                if tls == "smtps"
+                else {"tls_context": context, "require_starttls": True}
+            )
         self.controller = Controller(handler, hostname="127.0.0.1", port=self.port, **options)
 
     @property

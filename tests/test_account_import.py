@@ -6,13 +6,17 @@ HEADER = "username,email,full_name,tins,status,security_question,security_answer
 
 
 def good_rows(count: int, start: int = 0) -> str:
-    return "".join(f"user{i},user{i}@example.org,User {i},{100000000 + i % 7}:user,active,,,\n"
-                   for i in range(start, start + count))
+    return "".join(
+        f"user{i},user{i}@example.org,User {i},{100000000 + i % 7}:user,active,,,\n"
+        for i in range(start, start + count)
+    )
 
 
 def counts(backend) -> tuple:
-    return tuple(backend.scalar(f"SELECT count(*) FROM {table}")
-                 for table in ("accounts", "account_tins", "organisations", "audit_log"))
+    return tuple(
+        backend.scalar(f"SELECT count(*) FROM {table}")
+        for table in ("accounts", "account_tins", "organisations", "audit_log")
+    )
 
 
 def write(tmp_path, text: str, name: str = "accounts.csv", encoding="utf-8", newline=None):
@@ -23,17 +27,24 @@ def write(tmp_path, text: str, name: str = "accounts.csv", encoding="utf-8", new
 
 
 def test_import_creates_accounts_links_and_organisations(cli, backend, tmp_path):
-    path = write(tmp_path, HEADER
-                 + "amy,amy@example.org,Amy Adams,061137531:security_admin;836576879,active,"
-                   "Pet?,Rex,Secret-1\n"
-                 + "bob,bob@example.org,\"Brown, Bob\",,locked,,,\n")
+    path = write(
+        tmp_path,
+        HEADER + "amy,amy@example.org,Amy Adams,061137531:security_admin;836576879,active,"
+        "Pet?,Rex,Secret-1\n" + 'bob,bob@example.org,"Brown, Bob",,locked,,,\n',
+    )
     result = cli("accounts", "import", str(path), "-f", "json")
     assert result.exit_code == 0, result.stderr
-    assert result.json() == {"file": str(path), "accounts_created": 2, "links_created": 2,
-                             "organisations_created": 2}
+    assert result.json() == {
+        "file": str(path),
+        "accounts_created": 2,
+        "links_created": 2,
+        "organisations_created": 2,
+    }
     amy = cli("accounts", "show", "amy", "-f", "json").json()
-    assert amy["tins"] == [{"tin": "*****7531", "role": "security_admin"},
-                           {"tin": "*****6879", "role": "user"}]
+    assert amy["tins"] == [
+        {"tin": "*****7531", "role": "security_admin"},
+        {"tin": "*****6879", "role": "user"},
+    ]
     assert amy["has_password"] is True and amy["security_question"] == "Pet?"
     assert cli("accounts", "verify", "amy", "--answer", "rex").exit_code == 0
     bob = cli("accounts", "show", "bob", "-f", "json").json()
@@ -44,9 +55,11 @@ def test_import_creates_accounts_links_and_organisations(cli, backend, tmp_path)
 
 
 def test_bom_blank_lines_quoted_commas_and_windows_line_endings(cli, tmp_path):
-    text = ("\ufeffUsername , EMAIL,Full_Name\r\n\r\n"
-            "amy,amy@example.org,\"Adams, Amy\"\r\n\r\n"
-            "bob,bob@example.org,Bob\r\n")
+    text = (
+        "\ufeffUsername , EMAIL,Full_Name\r\n\r\n"
+        'amy,amy@example.org,"Adams, Amy"\r\n\r\n'
+        "bob,bob@example.org,Bob\r\n"
+    )
     path = write(tmp_path, text, newline="")
     result = cli("accounts", "import", str(path), "-f", "json")
     assert result.exit_code == 0, result.stderr
@@ -81,10 +94,13 @@ def test_username_already_in_database_is_refused(cli, backend, tmp_path):
     assert counts(backend) == before
 
 
-@pytest.mark.parametrize("header, message", [
-    ("username,email\n", "missing column 'full_name'"),
-    ("username,email,full_name,shoe_size\n", "unknown column 'shoe_size'"),
-])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("username,email\n", "missing column 'full_name'"),
+        ("username,email,full_name,shoe_size\n", "unknown column 'shoe_size'"),
+    ],
+)
 def test_header_problems_name_the_column(cli, backend, tmp_path, header, message):
     path = write(tmp_path, header + "a,b,c,d\n")
     result = cli("accounts", "import", str(path))
@@ -126,14 +142,21 @@ def _foreign_keys(backend) -> list[tuple]:
     them (PostgreSQL)."""
     if backend.name != "postgresql":
         return []
-    return [tuple(row) for row in backend.rows(
-        "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
-        "WHERE conrelid IN ('account_tins'::regclass, 'audit_log'::regclass) AND contype = 'f' "
-        "ORDER BY conname")] + [
-        tuple(row) for row in backend.rows(
+    return [
+        tuple(row)
+        for row in backend.rows(
+            "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+            "WHERE conrelid IN ('account_tins'::regclass, 'audit_log'::regclass) AND contype = 'f' "
+            "ORDER BY conname"
+        )
+    ] + [
+        tuple(row)
+        for row in backend.rows(
             "SELECT indexname, indexdef FROM pg_indexes "
             "WHERE tablename IN ('account_tins', 'audit_log') "
-            "AND schemaname = current_schema() ORDER BY indexname")]
+            "AND schemaname = current_schema() ORDER BY indexname"
+        )
+    ]
 
 
 def test_a_big_file_checks_link_foreign_keys_once_and_restores_them(backend, tmp_path):
@@ -149,8 +172,10 @@ def test_a_big_file_checks_link_foreign_keys_once_and_restores_them(backend, tmp
         result = import_accounts_csv(connection, path, operator="ops", bulk_links=1)
     assert (result["accounts_created"], result["links_created"]) == (30, 30)
     assert _foreign_keys(backend) == before
-    pairs = backend.rows("SELECT a.username, l.tin FROM account_tins l "
-                         "JOIN accounts a ON a.id = l.account_id ORDER BY a.username")
+    pairs = backend.rows(
+        "SELECT a.username, l.tin FROM account_tins l "
+        "JOIN accounts a ON a.id = l.account_id ORDER BY a.username"
+    )
     assert pairs[0]["username"] == "user0" and pairs[0]["tin"] == "100000000"
 
 
@@ -162,8 +187,11 @@ def test_rows_that_break_a_foreign_key_inside_the_bulk_block_roll_everything_bac
     before = _foreign_keys(backend)
     with pytest.raises(sa.exc.IntegrityError), backend.begin() as connection:
         with bulk_load(connection, "account_tins", rebuild_indexes=True):
-            connection.execute(sa.text(
-                "INSERT INTO account_tins (account_id, tin, role, linked_at) "
-                "VALUES (424242, '836576879', 'user', CURRENT_TIMESTAMP)"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO account_tins (account_id, tin, role, linked_at) "
+                    "VALUES (424242, '836576879', 'user', CURRENT_TIMESTAMP)"
+                )
+            )
     assert backend.scalar("SELECT count(*) FROM account_tins") == 0
     assert _foreign_keys(backend) == before

@@ -11,8 +11,18 @@ from portalctl.domain.audit import AuditFilter, list_audit, record_audit
 def test_records_are_filtered_by_operator_action_account_tin_and_time(backend, cli):
     cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy")
     cli("--operator", "rep-2", "accounts", "disable", "amy", "--reason", "left")
-    cli("accounts", "create", "-u", "bob", "-e", "bob@example.org", "-n", "Bob",
-        "--tin", "836576879")
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "bob",
+        "-e",
+        "bob@example.org",
+        "-n",
+        "Bob",
+        "--tin",
+        "836576879",
+    )
 
     def actions(*args):
         result = cli("audit", "-f", "json", *args)
@@ -20,10 +30,13 @@ def test_records_are_filtered_by_operator_action_account_tin_and_time(backend, c
         return [(r["operator"], r["action"], r["target"]) for r in result.json()]
 
     assert actions("--operator", "rep-2") == [("rep-2", "account.disable", "account:amy")]
-    assert actions("--account", "AMY") == [("rep-2", "account.disable", "account:amy"),
-                                           ("test-operator", "account.create", "account:amy")]
+    assert actions("--account", "AMY") == [
+        ("rep-2", "account.disable", "account:amy"),
+        ("test-operator", "account.create", "account:amy"),
+    ]
     assert actions("--action", "account.create", "--limit", "1") == [
-        ("test-operator", "account.create", "account:bob")]
+        ("test-operator", "account.create", "account:bob")
+    ]
     assert actions("--since", "2000-01-01", "--until", "2000-01-02") == []
     assert len(actions("--since", datetime.now(UTC).strftime("%Y-%m-%d"))) == 3
 
@@ -31,11 +44,22 @@ def test_records_are_filtered_by_operator_action_account_tin_and_time(backend, c
 def test_tin_filter_and_masking(backend):
     moment = datetime(2026, 11, 1, 12, tzinfo=UTC)
     with backend.begin() as connection:
-        record_audit(connection, operator="op\r\nX-Injected: 1", action="test.tin",
-                     target="tin:x", tin=Tin("061137531"), now=moment,
-                     details={"tin": Tin("061137531"), "nested": [{"tin": Tin("836576879")}]})
-        record_audit(connection, operator="op", action="test.other", target=None,
-                     now=moment + timedelta(hours=1))
+        record_audit(
+            connection,
+            operator="op\r\nX-Injected: 1",
+            action="test.tin",
+            target="tin:x",
+            tin=Tin("061137531"),
+            now=moment,
+            details={"tin": Tin("061137531"), "nested": [{"tin": Tin("836576879")}]},
+        )
+        record_audit(
+            connection,
+            operator="op",
+            action="test.other",
+            target=None,
+            now=moment + timedelta(hours=1),
+        )
     with backend.engine.connect() as connection:
         found = list_audit(connection, AuditFilter(tin=Tin("061137531")))
         stored = connection.execute(sa.text("SELECT details FROM audit_log")).scalars().all()
@@ -47,8 +71,18 @@ def test_tin_filter_and_masking(backend):
 
 
 def test_audit_command_masks_and_reveal_is_itself_audited(backend, cli):
-    cli("accounts", "create", "-u", "bob", "-e", "bob@example.org", "-n", "Bob",
-        "--tin", "836576879")
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "bob",
+        "-e",
+        "bob@example.org",
+        "-n",
+        "Bob",
+        "--tin",
+        "836576879",
+    )
     masked = cli("audit", "--tin", "836576879")
     assert masked.exit_code == 0
     revealed = cli("audit", "--action", "account.create", "--reveal", "-f", "json").json()

@@ -10,19 +10,42 @@ from portalctl.domain.accounts import get_account_row
 
 @pytest.fixture
 def john(cli):
-    result = cli("accounts", "create", "-u", "johnsmith@gmail.com", "-e", "johnsmith@gmail.com",
-                 "-n", "John Smith", "--tin", "836576879:security_admin", "--tin", "06-1137531",
-                 "--security-question", "What's your maiden name?", "--security-answer", "Smith",
-                 "--format", "json")
+    result = cli(
+        "accounts",
+        "create",
+        "-u",
+        "johnsmith@gmail.com",
+        "-e",
+        "johnsmith@gmail.com",
+        "-n",
+        "John Smith",
+        "--tin",
+        "836576879:security_admin",
+        "--tin",
+        "06-1137531",
+        "--security-question",
+        "What's your maiden name?",
+        "--security-answer",
+        "Smith",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     return result.json()
 
 
 def test_create_prints_the_account_with_masked_tins(john, backend):
-    assert john == {"username": "johnsmith@gmail.com", "email": "johnsmith@gmail.com",
-                    "full_name": "John Smith", "status": "active", "merged_into": None,
-                    "tins": [{"tin": "*****7531", "role": "user"},
-                             {"tin": "*****6879", "role": "security_admin"}]}
+    assert john == {
+        "username": "johnsmith@gmail.com",
+        "email": "johnsmith@gmail.com",
+        "full_name": "John Smith",
+        "status": "active",
+        "merged_into": None,
+        "tins": [
+            {"tin": "*****7531", "role": "user"},
+            {"tin": "*****6879", "role": "security_admin"},
+        ],
+    }
     assert backend.scalar("SELECT count(*) FROM account_tins") == 2
     stored = backend.scalar("SELECT security_answer_hash FROM accounts")
     assert stored.startswith("scrypt$") and "Smith" not in stored
@@ -32,16 +55,18 @@ def test_create_prints_the_account_with_masked_tins(john, backend):
 
 
 def test_create_refuses_a_username_taken_in_another_case(john, cli, backend):
-    result = cli("accounts", "create", "-u", "JohnSmith@Gmail.com", "-e", "x@example.org",
-                 "-n", "X")
+    result = cli(
+        "accounts", "create", "-u", "JohnSmith@Gmail.com", "-e", "x@example.org", "-n", "X"
+    )
     assert result.exit_code == 4 and "already taken" in result.stderr
     assert backend.scalar("SELECT count(*) FROM accounts") == 1
 
 
 @pytest.mark.parametrize("tin", ["12345678", "1234567890", "12345678A", "000000000"])
 def test_create_with_an_invalid_tin_exits_5_and_writes_nothing(cli, backend, tin):
-    result = cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy",
-                 "--tin", tin)
+    result = cli(
+        "accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy", "--tin", tin
+    )
     assert result.exit_code == 5
     assert result.stderr.startswith("portalctl: invalid TIN") and "Traceback" not in result.stderr
     assert backend.scalar("SELECT count(*) FROM accounts") == 0
@@ -54,10 +79,30 @@ def test_create_with_an_invalid_email_exits_5(cli):
 
 
 def test_find_combines_filters_and_matches_substrings(john, cli):
-    cli("accounts", "create", "-u", "jsmith_old", "-e", "old@example.org", "-n", "John Smith",
-        "--tin", "836576879")
-    cli("accounts", "create", "-u", "mgarcia", "-e", "maria@example.org", "-n", "Maria Garcia",
-        "--tin", "836576879")
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "jsmith_old",
+        "-e",
+        "old@example.org",
+        "-n",
+        "John Smith",
+        "--tin",
+        "836576879",
+    )
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "mgarcia",
+        "-e",
+        "maria@example.org",
+        "-n",
+        "Maria Garcia",
+        "--tin",
+        "836576879",
+    )
     found = cli("accounts", "find", "--name", "SMITH", "--tin", "836-57-6879", "-f", "json").json()
     assert [a["username"] for a in found] == ["johnsmith@gmail.com", "jsmith_old"]
     found = cli("accounts", "find", "--email", "example.org", "--name", "garc", "-f", "json").json()
@@ -90,8 +135,16 @@ def test_find_output_formats(john, cli):
 
 
 def test_lookup_finds_exactly_that_username_holding_that_tin(john, cli):
-    found = cli("accounts", "lookup", "--username", "JOHNSMITH@gmail.com", "--tin", "836576879",
-                "-f", "json")
+    found = cli(
+        "accounts",
+        "lookup",
+        "--username",
+        "JOHNSMITH@gmail.com",
+        "--tin",
+        "836576879",
+        "-f",
+        "json",
+    )
     assert found.exit_code == 0 and found.json()["username"] == "johnsmith@gmail.com"
     missing = cli("accounts", "lookup", "--username", "johnsmith@gmail.com", "--tin", "111111111")
     assert missing.exit_code == 3 and "*****1111" in missing.stderr
@@ -101,18 +154,38 @@ def test_lookup_finds_exactly_that_username_holding_that_tin(john, cli):
 
 def test_lookup_record_is_the_same_record_find_shows(john, cli):
     """The look-up runs plain SQL on the driver; its record must match the engine path's."""
-    cli("accounts", "create", "-u", "old.john", "-e", "old@example.org", "-n", "Old John",
-        "--tin", "836576879")
-    looked_up = cli("accounts", "lookup", "-u", "johnsmith@gmail.com", "--tin", "061137531",
-                    "-f", "json").json()
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "old.john",
+        "-e",
+        "old@example.org",
+        "-n",
+        "Old John",
+        "--tin",
+        "836576879",
+    )
+    looked_up = cli(
+        "accounts", "lookup", "-u", "johnsmith@gmail.com", "--tin", "061137531", "-f", "json"
+    ).json()
     found = cli("accounts", "find", "-u", "johnsmith@gmail.com", "--exact", "-f", "json").json()
     assert looked_up == found[0] == john
     assert [link["role"] for link in looked_up["tins"]] == ["user", "security_admin"]
 
 
 def test_lookup_reveal_shows_digits_and_is_audited(john, cli, backend):
-    shown = cli("accounts", "lookup", "-u", "johnsmith@gmail.com", "--tin", "836576879",
-                "--reveal", "-f", "json")
+    shown = cli(
+        "accounts",
+        "lookup",
+        "-u",
+        "johnsmith@gmail.com",
+        "--tin",
+        "836576879",
+        "--reveal",
+        "-f",
+        "json",
+    )
     assert shown.exit_code == 0 and "836576879" in shown.stdout
     reveals = backend.rows("SELECT operator, details FROM audit_log WHERE action = 'tin.reveal'")
     assert len(reveals) == 1 and reveals[0]["operator"] == TEST_OPERATOR
@@ -123,15 +196,21 @@ def test_lookup_reveal_shows_digits_and_is_audited(john, cli, backend):
 
 def test_lookup_ignores_accounts_that_are_not_active(john, cli):
     cli("accounts", "disable", "johnsmith@gmail.com", "--reason", "test")
-    assert cli("accounts", "lookup", "--username", "johnsmith@gmail.com",
-               "--tin", "836576879").exit_code == 3
+    assert (
+        cli(
+            "accounts", "lookup", "--username", "johnsmith@gmail.com", "--tin", "836576879"
+        ).exit_code
+        == 3
+    )
 
 
 def test_lookup_many_queries_from_csv_on_stdin(john, cli):
     queries = "username,tin\njohnsmith@gmail.com,836576879\nnobody,836576879\n"
     rows = cli("accounts", "lookup", "--csv", "-", "-f", "json", input=queries).json()
     assert [(r["line"], r["found"], r.get("username")) for r in rows] == [
-        (2, True, "johnsmith@gmail.com"), (3, False, None)]
+        (2, True, "johnsmith@gmail.com"),
+        (3, False, None),
+    ]
 
 
 def test_lookup_csv_across_statement_chunks_keeps_order_and_repeats(john, cli, tmp_path):
@@ -141,8 +220,10 @@ def test_lookup_csv_across_statement_chunks_keeps_order_and_repeats(john, cli, t
         handle.write("username,tin\n")
         for index in range(1203):
             hit = index % 3 == 0
-            handle.write(f"{'JohnSmith@gmail.com' if hit else f'user{index}'},"
-                         f"{'06-1137531' if index % 2 else '836576879'}\n")
+            handle.write(
+                f"{'JohnSmith@gmail.com' if hit else f'user{index}'},"
+                f"{'06-1137531' if index % 2 else '836576879'}\n"
+            )
             wanted.append((index + 2, hit))
     rows = cli("accounts", "lookup", "--csv", str(path), "-f", "json").json()
     assert [(row["line"], row["found"]) for row in rows] == wanted
@@ -161,7 +242,9 @@ def test_find_many_queries_from_csv(john, cli, tmp_path):
     path.write_text("name,tin\nsmith,\n,836576879\nnobody,\n")
     rows = cli("accounts", "find", "--csv", str(path), "-f", "json").json()
     assert [(r["query_line"], r["username"]) for r in rows] == [
-        (2, "johnsmith@gmail.com"), (3, "johnsmith@gmail.com")]
+        (2, "johnsmith@gmail.com"),
+        (3, "johnsmith@gmail.com"),
+    ]
 
 
 def test_show_has_links_merged_accounts_and_recent_audit(john, cli):
@@ -174,7 +257,9 @@ def test_show_has_links_merged_accounts_and_recent_audit(john, cli):
 
 def test_show_unknown_user_exits_3(cli):
     result = cli("accounts", "show", "ghost")
-    assert result.exit_code == 3 and result.stderr == "portalctl: no account with username 'ghost'\n"
+    assert (
+        result.exit_code == 3 and result.stderr == "portalctl: no account with username 'ghost'\n"
+    )
 
 
 def test_reveal_shows_digits_and_is_audited(john, cli, backend):
@@ -182,7 +267,8 @@ def test_reveal_shows_digits_and_is_audited(john, cli, backend):
     assert {t["tin"] for t in shown["tins"]} == {"836576879", "061137531"}
     reveals = backend.rows("SELECT operator, target FROM audit_log WHERE action = 'tin.reveal'")
     assert [(r["operator"], r["target"]) for r in reveals] == [
-        ("test-operator", "account:johnsmith@gmail.com")]
+        ("test-operator", "account:johnsmith@gmail.com")
+    ]
 
 
 def test_verify_with_the_right_answer_ignores_case_and_spaces(john, cli, backend):
@@ -199,27 +285,45 @@ def test_verify_answer_is_prompted_without_echo(john, cli):
 
 def test_wrong_answers_are_counted_and_lock_the_account(john, cli, backend):
     for attempt in range(1, 4):
-        result = cli("accounts", "verify", "johnsmith@gmail.com", "--answer", "Jones",
-                     env={"PORTALCTL_ACCOUNT_MAX_FAILURES": "3"})
+        result = cli(
+            "accounts",
+            "verify",
+            "johnsmith@gmail.com",
+            "--answer",
+            "Jones",
+            env={"PORTALCTL_ACCOUNT_MAX_FAILURES": "3"},
+        )
         assert result.exit_code == 4
         assert f"{attempt} failed attempt" in result.stderr
     assert "account now locked" in result.stderr
     assert backend.scalar("SELECT status FROM accounts") == "locked"
     refused = cli("accounts", "verify", "johnsmith@gmail.com", "--answer", "Smith")
     assert refused.exit_code == 4 and "is locked" in refused.stderr
-    unlocked = cli("accounts", "unlock", "johnsmith@gmail.com", "--reason", "called in",
-                   "-f", "json")
+    unlocked = cli(
+        "accounts", "unlock", "johnsmith@gmail.com", "--reason", "called in", "-f", "json"
+    )
     assert unlocked.exit_code == 0 and unlocked.json()["status"] == "active"
     assert backend.scalar("SELECT failed_verifications FROM accounts") == 0
 
 
 def test_verify_password_is_prompted(cli, backend):
-    cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy",
-        "--password-prompt", input="Correct-Horse-9\nCorrect-Horse-9\n")
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "amy",
+        "-e",
+        "amy@example.org",
+        "-n",
+        "Amy",
+        "--password-prompt",
+        input="Correct-Horse-9\nCorrect-Horse-9\n",
+    )
     assert cli("accounts", "verify", "amy", "--password", input="Correct-Horse-9\n").exit_code == 0
     assert cli("accounts", "verify", "amy", "--password", input="wrong\n").exit_code == 4
-    assert "Correct-Horse-9" not in json.dumps([dict(r) for r in backend.rows(
-        "SELECT * FROM accounts")], default=str)
+    assert "Correct-Horse-9" not in json.dumps(
+        [dict(r) for r in backend.rows("SELECT * FROM accounts")], default=str
+    )
 
 
 def test_disable_enable_and_refusals(john, cli, backend):

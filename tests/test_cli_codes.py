@@ -7,9 +7,20 @@ TIN = "061137531"
 
 @pytest.fixture
 def issued(cli):
-    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "James Smith",
-                 "--admin-email", "james.smith@example.org", "--provider-name", "Ruth Goneh",
-                 "--format", "json")
+    result = cli(
+        "codes",
+        "issue",
+        "--tin",
+        TIN,
+        "--admin-name",
+        "James Smith",
+        "--admin-email",
+        "james.smith@example.org",
+        "--provider-name",
+        "Ruth Goneh",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     return result.json()
 
@@ -24,8 +35,17 @@ def test_issue_prints_the_code_once_with_a_masked_tin(issued, cli, backend):
 
 
 def test_issue_with_no_email_queues_nothing(cli, backend):
-    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "A", "--admin-email",
-                 "a@example.org", "--no-email")
+    result = cli(
+        "codes",
+        "issue",
+        "--tin",
+        TIN,
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+        "--no-email",
+    )
     assert result.exit_code == 0, result.stderr
     assert backend.scalar("SELECT count(*) FROM outbox") == 0
 
@@ -62,8 +82,10 @@ def test_revoked_code_is_refused_with_its_reason(issued, cli):
 
 def test_expired_code_is_listed_as_expired_and_refused(issued, cli, backend):
     with backend.engine.begin() as connection:
-        connection.exec_driver_sql("UPDATE registration_codes SET issued_at = '2020-01-01 00:00:00',"
-                                   " expires_at = '2020-01-02 00:00:00'")
+        connection.exec_driver_sql(
+            "UPDATE registration_codes SET issued_at = '2020-01-01 00:00:00',"
+            " expires_at = '2020-01-02 00:00:00'"
+        )
     listed = cli("codes", "list", "--status", "expired", "--format", "json").json()
     assert [row["id"] for row in listed] == [issued["id"]]
     result = cli("codes", "verify", "--tin", TIN, "--code", issued["code"])
@@ -95,28 +117,34 @@ def test_no_plain_code_is_stored_in_any_text_column(issued, backend):
 
 def test_issue_csv_issues_every_row_and_queues_every_email(cli, backend, tmp_path):
     path = tmp_path / "credentialed.csv"
-    path.write_text("TIN,admin_name,admin_email,provider_name,org_name\n"
-                    "061137531,James Smith,james.smith@example.org,Ruth Goneh,Goneh Practice\n"
-                    "83-6576879,Ann Lee,ann@example.org,,\n"
-                    "836576879,Bob Roe,bob@example.org,Dr Roe,\n")
+    path.write_text(
+        "TIN,admin_name,admin_email,provider_name,org_name\n"
+        "061137531,James Smith,james.smith@example.org,Ruth Goneh,Goneh Practice\n"
+        "83-6576879,Ann Lee,ann@example.org,,\n"
+        "836576879,Bob Roe,bob@example.org,Dr Roe,\n"
+    )
     result = cli("codes", "issue", "--csv", str(path), "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["codes_issued"] == 3 and result.json()["emails_queued"] == 3
     assert result.json()["organisations_created"] == 2
     assert backend.scalar("SELECT count(*) FROM outbox WHERE code_id IS NOT NULL") == 3
     assert backend.scalar("SELECT name FROM organisations WHERE tin = '061137531'") == (
-        "Goneh Practice")
+        "Goneh Practice"
+    )
     assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'code.issue'") == 3
     sent = cli("mail", "send", "--format", "json").json()
     assert sent["sent"] == 3
     assert backend.scalar("SELECT count(*) FROM outbox WHERE secret_ciphertext IS NULL") == 3
 
 
-def test_issue_csv_with_a_bad_row_exits_5_naming_the_line_and_writes_nothing(cli, backend,
-                                                                             tmp_path):
+def test_issue_csv_with_a_bad_row_exits_5_naming_the_line_and_writes_nothing(
+    cli, backend, tmp_path
+):
     path = tmp_path / "bad.csv"
-    path.write_text("tin,admin_name,admin_email\n061137531,James Smith,j@example.org\n"
-                    "12345,Ann Lee,ann@example.org\n")
+    path.write_text(
+        "tin,admin_name,admin_email\n061137531,James Smith,j@example.org\n"
+        "12345,Ann Lee,ann@example.org\n"
+    )
     result = cli("codes", "issue", "--csv", str(path))
     assert result.exit_code == 5 and "bad.csv:3" in result.stderr
     assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
@@ -132,8 +160,17 @@ def test_issue_csv_dry_run_writes_nothing(cli, backend, tmp_path):
 
 
 def test_issue_without_a_secret_key_exits_with_a_clear_message(cli, backend):
-    result = cli("codes", "issue", "--tin", TIN, "--admin-name", "A", "--admin-email",
-                 "a@example.org", env={"PORTALCTL_SECRET_KEY": ""})
+    result = cli(
+        "codes",
+        "issue",
+        "--tin",
+        TIN,
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+        env={"PORTALCTL_SECRET_KEY": ""},
+    )
     assert result.exit_code != 0 and "PORTALCTL_SECRET_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
     assert backend.scalar("SELECT count(*) FROM registration_codes") == 0
@@ -144,12 +181,15 @@ def test_issue_csv_emails_match_the_single_issue_text(cli, backend, tmp_path):
     from portalctl.domain.emails import credentialing_body
 
     path = tmp_path / "two.csv"
-    path.write_text("tin,admin_name,admin_email,provider_name\n"
-                    "061137531,James Smith,j@example.org,Ruth Goneh\n"
-                    "836576879,Ann Lee,ann@example.org,\n")
+    path.write_text(
+        "tin,admin_name,admin_email,provider_name\n"
+        "061137531,James Smith,j@example.org,Ruth Goneh\n"
+        "836576879,Ann Lee,ann@example.org,\n"
+    )
     assert cli("codes", "issue", "--csv", str(path)).exit_code == 0
     bodies = [row["body"] for row in backend.rows("SELECT body FROM outbox ORDER BY id")]
     settings = Settings(backend.env)
     assert bodies == [
         credentialing_body(settings, admin_name="James Smith", provider_name="Ruth Goneh"),
-        credentialing_body(settings, admin_name="Ann Lee", provider_name=None)]
+        credentialing_body(settings, admin_name="Ann Lee", provider_name=None),
+    ]

@@ -37,24 +37,29 @@ def test_run_prints_the_summary_and_writes_the_report(cli, backend, tmp_path):
     make_account(backend, "johnsmith@gmail.com", "836576879:security_admin")
     make_account(backend, "jsmith_old", "836576879", "223456781")
     make_account(backend, "john.smith.2019", "223456781:security_admin")
-    path = write_pairs(tmp_path / "dups.csv", [("johnsmith@gmail.com", "jsmith_old"),
-                                               ("johnsmith@gmail.com", "john.smith.2019")])
-    result = cli("consolidate", "run", str(path), "--report", str(tmp_path / "r.csv"),
-                 "-f", "json")
+    path = write_pairs(
+        tmp_path / "dups.csv",
+        [("johnsmith@gmail.com", "jsmith_old"), ("johnsmith@gmail.com", "john.smith.2019")],
+    )
+    result = cli("consolidate", "run", str(path), "--report", str(tmp_path / "r.csv"), "-f", "json")
     assert result.exit_code == 0, result.stderr
     summary = result.json()
-    assert {k: summary[k] for k in ("rows", "merged", "already_merged", "invalid", "refused",
-                                    "dry_run")} == {"rows": 2, "merged": 2, "already_merged": 0,
-                                                    "invalid": 0, "refused": 0, "dry_run": False}
+    assert {
+        k: summary[k] for k in ("rows", "merged", "already_merged", "invalid", "refused", "dry_run")
+    } == {"rows": 2, "merged": 2, "already_merged": 0, "invalid": 0, "refused": 0, "dry_run": False}
     assert (tmp_path / "r.csv").read_text().splitlines() == [
         "line,primary_username,secondary_username,outcome,detail",
         "2,johnsmith@gmail.com,jsmith_old,merged,",
-        "3,johnsmith@gmail.com,john.smith.2019,merged,"]
-    assert links_of(backend, "johnsmith@gmail.com") == {"836576879": "security_admin",
-                                                        "223456781": "security_admin"}
+        "3,johnsmith@gmail.com,john.smith.2019,merged,",
+    ]
+    assert links_of(backend, "johnsmith@gmail.com") == {
+        "836576879": "security_admin",
+        "223456781": "security_admin",
+    }
     batches = cli("consolidate", "status", "-f", "json").json()
     assert [(b["id"], b["state"], b["merged"]) for b in batches] == [
-        (summary["batch_id"], "completed", 2)]
+        (summary["batch_id"], "completed", 2)
+    ]
     shown = cli("consolidate", "status", str(summary["batch_id"]), "-f", "json").json()
     assert shown["consolidations_recorded"] == 2 and shown["file_name"] == "dups.csv"
     again = cli("consolidate", "run", str(path), "-f", "json").json()
@@ -90,17 +95,20 @@ def test_one_maps_rules_to_exit_codes(cli, backend):
     assert cli("consolidate", "one", "-p", "ann", "-s", "ghost").exit_code == 3
     bad_tin = cli("consolidate", "one", "-p", "ann", "-s", "bob", "--tin", "12")
     assert bad_tin.exit_code == 5 and "invalid TIN" in bad_tin.stderr
-    moved = cli("consolidate", "one", "-p", "ann", "-s", "bob", "--tin", "22-3456781",
-                "-f", "json")
+    moved = cli("consolidate", "one", "-p", "ann", "-s", "bob", "--tin", "22-3456781", "-f", "json")
     assert moved.exit_code == 0
     assert moved.json()["links_moved"] == [{"tin": "*****6781", "role": "user"}]
     assert cli("consolidate", "status", "99").exit_code == 3
 
 
 def _start_run(backend, path: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([PORTALCTL, "consolidate", "run", str(path), "-f", "json", *extra],
-                            env={**os.environ, **backend.env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [PORTALCTL, "consolidate", "run", str(path), "-f", "json", *extra],
+        env={**os.environ, **backend.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_merges(backend, process: subprocess.Popen, at_least: int = 1) -> int:
@@ -168,12 +176,17 @@ def test_the_same_file_twice_at_once_is_refused(cli, backend, tmp_path):
 
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         with backend.begin() as connection:
-            connection.execute(sa.text("""
+            connection.execute(
+                sa.text("""
                 INSERT INTO consolidation_batches (file_name, file_sha256, state, operator,
                     runner, started_at, heartbeat_at)
                 VALUES ('f.csv', :sha, 'running', 'someone', :runner, :now, :now)"""),
-                {"sha": sha, "runner": f"{sleeper.pid}@{socket.gethostname()}",
-                 "now": utc_now().replace(tzinfo=None)})
+                {
+                    "sha": sha,
+                    "runner": f"{sleeper.pid}@{socket.gethostname()}",
+                    "now": utc_now().replace(tzinfo=None),
+                },
+            )
         refused = cli("consolidate", "run", str(path))
         assert refused.exit_code == 4 and "batch already running" in refused.stderr
     finally:
@@ -210,27 +223,36 @@ def test_postgres_overlapping_runs_lose_nothing(backend, tmp_path):
     groups = 3000
     make_groups(backend, groups, prefixes="psq")
     forward = write_pairs(tmp_path / "a.csv", [(f"p{i}", f"s{i}") for i in range(1, groups + 1)])
-    backward = write_pairs(tmp_path / "b.csv",
-                           [(f"q{i}", f"p{i}") for i in range(groups, 0, -1)])
-    runs = [_start_run(backend, path, "--chunk-size", "100", "--skip-invalid")
-            for path in (forward, backward)]
+    backward = write_pairs(tmp_path / "b.csv", [(f"q{i}", f"p{i}") for i in range(groups, 0, -1)])
+    runs = [
+        _start_run(backend, path, "--chunk-size", "100", "--skip-invalid")
+        for path in (forward, backward)
+    ]
     outputs = [run.communicate(timeout=120) for run in runs]
     for run, (_, stderr) in zip(runs, outputs):
         assert run.returncode in (0, 7), stderr
         assert "deadlock" not in stderr.lower() and "serializ" not in stderr.lower()
-    assert backend.scalar("""SELECT COUNT(*) FROM account_tins t JOIN accounts a
-                             ON a.id = t.account_id WHERE a.status = 'merged'""") == 0
-    assert backend.scalar("""SELECT COUNT(*) FROM accounts a JOIN accounts m
-                             ON m.id = a.merged_into WHERE m.status <> 'active'""") == 0
-    assert backend.scalar("SELECT COUNT(*) FROM accounts WHERE status = 'merged'") == \
-        backend.scalar("SELECT COUNT(*) FROM consolidations")
+    assert (
+        backend.scalar("""SELECT COUNT(*) FROM account_tins t JOIN accounts a
+                             ON a.id = t.account_id WHERE a.status = 'merged'""")
+        == 0
+    )
+    assert (
+        backend.scalar("""SELECT COUNT(*) FROM accounts a JOIN accounts m
+                             ON m.id = a.merged_into WHERE m.status <> 'active'""")
+        == 0
+    )
+    assert backend.scalar(
+        "SELECT COUNT(*) FROM accounts WHERE status = 'merged'"
+    ) == backend.scalar("SELECT COUNT(*) FROM consolidations")
     # Every group keeps all its TINs with the highest role any of its accounts had.
     held = backend.rows("""
         SELECT CAST(substr(a.username, 2) AS INTEGER) AS grp, t.tin, MIN(t.role) AS role
         FROM account_tins t JOIN accounts a ON a.id = t.account_id
         GROUP BY CAST(substr(a.username, 2) AS INTEGER), t.tin""")
-    expected = {(i, tin_for(i), "security_admin") for i in range(1, groups + 1)} | \
-        {(i, tin_for(i + 1), "user") for i in range(1, groups + 1)}
+    expected = {(i, tin_for(i), "security_admin") for i in range(1, groups + 1)} | {
+        (i, tin_for(i + 1), "user") for i in range(1, groups + 1)
+    }
     assert {(r["grp"], r["tin"], r["role"]) for r in held} == expected
     actives = backend.rows("""SELECT CAST(substr(username, 2) AS INTEGER) AS grp, COUNT(*) AS n
                               FROM accounts WHERE status = 'active'

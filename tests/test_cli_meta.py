@@ -19,6 +19,7 @@ HEAVY = ("sqlalchemy", "psycopg", "tabulate", "dotenv")
 
 def all_commands():
     """Every leaf command with its path, through Click's API (groups load lazily)."""
+
     def walk(command, path):
         if hasattr(command, "list_commands"):
             context = typer.Context(command)
@@ -26,6 +27,7 @@ def all_commands():
                 yield from walk(command.get_command(context, name), path + [name])
         else:
             yield path, command
+
     yield from walk(typer.main.get_command(app), [])
 
 
@@ -42,22 +44,35 @@ def test_readme_documents_every_command():
         assert f"portalctl {' '.join(path)}" in readme, f"README lacks `portalctl {' '.join(path)}`"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["accounts", "--help"],
-                                  ["accounts", "find", "--help"], ["db", "init", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["accounts", "--help"],
+        ["accounts", "find", "--help"],
+        ["db", "init", "--help"],
+    ],
+)
 def test_help_and_version_import_no_database_or_rendering_library(argv):
-    probe = ("import sys\n"
-             "from portalctl.cli.app import app\n"
-             f"try:\n    app({argv!r}, prog_name='portalctl')\n"
-             "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True)
+    probe = (
+        "import sys\n"
+        "from portalctl.cli.app import app\n"
+        f"try:\n    app({argv!r}, prog_name='portalctl')\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_installed_entry_point_and_python_m_print_the_version():
-    for command in ([str(BIN / "portalctl"), "--version"],
-                    [sys.executable, "-m", "portalctl", "--version"]):
+    for command in (
+        [str(BIN / "portalctl"), "--version"],
+        [sys.executable, "-m", "portalctl", "--version"],
+    ):
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         assert result.stdout.strip() == f"portalctl {__version__}"
 
@@ -66,16 +81,34 @@ def test_installed_program_end_to_end(backend):
     env = {**os.environ, **backend.env}
     run = [str(BIN / "portalctl"), "--operator", "e2e"]
     assert subprocess.run(run + ["db", "init"], env=env, capture_output=True).returncode == 0
-    demo = subprocess.run(run + ["db", "demo", "--generated", "20"], env=env, capture_output=True,
-                          text=True)
+    demo = subprocess.run(
+        run + ["db", "demo", "--generated", "20"], env=env, capture_output=True, text=True
+    )
     assert demo.returncode == 0, demo.stderr
-    found = subprocess.run(run + ["accounts", "lookup", "--username", "johnsmith@gmail.com",
-                                  "--tin", "836576879", "-f", "csv"],
-                           env=env, capture_output=True, text=True)
+    found = subprocess.run(
+        run
+        + [
+            "accounts",
+            "lookup",
+            "--username",
+            "johnsmith@gmail.com",
+            "--tin",
+            "836576879",
+            "-f",
+            "csv",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert found.returncode == 0 and found.stderr == ""
     assert found.stdout.splitlines()[1].startswith("johnsmith@gmail.com,")
-    missing = subprocess.run(run + ["accounts", "lookup", "--username", "johnsmith@gmail.com",
-                                    "--tin", "061137531"], env=env, capture_output=True, text=True)
+    missing = subprocess.run(
+        run + ["accounts", "lookup", "--username", "johnsmith@gmail.com", "--tin", "061137531"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 3 and missing.stdout == ""
     assert "Traceback" not in missing.stderr
     operators = backend.rows("SELECT DISTINCT operator FROM audit_log")
@@ -85,7 +118,11 @@ def test_installed_program_end_to_end(backend):
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(backend):
     env = {**os.environ, **backend.env, "PORTALCTL_CODE_DIGITS": "x"}
     bad_url = {**env, "PORTALCTL_DATABASE_URL": "mysql://x@localhost/db"}
-    result = subprocess.run([str(BIN / "portalctl"), "accounts", "find", "-n", "a"], env=bad_url,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "portalctl"), "accounts", "find", "-n", "a"],
+        env=bad_url,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 5 and result.stderr.count("\n") == 1
     assert "unsupported database 'mysql'" in result.stderr

@@ -8,11 +8,29 @@ import pytest
 @pytest.fixture
 def practice(cli):
     """Ruth Goneh's practice (061137531) administered by james.smith, with ruth as a user."""
-    for args in (["-u", "james.smith", "-e", "james.smith@goneh-practice.example", "-n",
-                  "James Smith", "--tin", "061137531:security_admin"],
-                 ["-u", "ruth.goneh", "-e", "ruth@goneh-practice.example", "-n", "Ruth Goneh",
-                  "--tin", "061137531:user"],
-                 ["-u", "mgarcia", "-e", "maria@example.org", "-n", "Maria Garcia"]):
+    for args in (
+        [
+            "-u",
+            "james.smith",
+            "-e",
+            "james.smith@goneh-practice.example",
+            "-n",
+            "James Smith",
+            "--tin",
+            "061137531:security_admin",
+        ],
+        [
+            "-u",
+            "ruth.goneh",
+            "-e",
+            "ruth@goneh-practice.example",
+            "-n",
+            "Ruth Goneh",
+            "--tin",
+            "061137531:user",
+        ],
+        ["-u", "mgarcia", "-e", "maria@example.org", "-n", "Maria Garcia"],
+    ):
         result = cli("accounts", "create", *args)
         assert result.exit_code == 0, result.stderr
 
@@ -21,7 +39,9 @@ def test_show_lists_accounts_with_roles_and_status(practice, cli):
     page = cli("tins", "show", "06-1137531", "-f", "json").json()
     assert page["tin"] == "*****7531"
     assert [(a["username"], a["role"], a["status"]) for a in page["accounts"]] == [
-        ("james.smith", "security_admin", "active"), ("ruth.goneh", "user", "active")]
+        ("james.smith", "security_admin", "active"),
+        ("ruth.goneh", "user", "active"),
+    ]
     assert page["codes"] == []
 
 
@@ -33,11 +53,27 @@ def test_show_unknown_tin_exits_3_and_invalid_exits_5(cli):
 def test_manual_link_needs_a_reason_and_is_audited(practice, cli, backend):
     missing = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531")
     assert missing.exit_code == 2 and "--reason" in missing.stderr
-    linked = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--reason",
-                 "office manager confirmed by phone", "--role", "security_admin", "-f", "json")
+    linked = cli(
+        "tins",
+        "link",
+        "-u",
+        "mgarcia",
+        "--tin",
+        "061137531",
+        "--reason",
+        "office manager confirmed by phone",
+        "--role",
+        "security_admin",
+        "-f",
+        "json",
+    )
     assert linked.exit_code == 0, linked.stderr
-    assert linked.json() == {"username": "mgarcia", "tin": "*****7531",
-                             "role": "security_admin", "via": "manual"}
+    assert linked.json() == {
+        "username": "mgarcia",
+        "tin": "*****7531",
+        "role": "security_admin",
+        "via": "manual",
+    }
     audit = backend.rows("SELECT operator, tin, details FROM audit_log WHERE action = 'tin.link'")
     assert audit[0]["operator"] == "test-operator" and audit[0]["tin"] == "061137531"
     assert "office manager" in str(audit[0]["details"])
@@ -56,7 +92,8 @@ def test_inactive_accounts_cannot_be_linked(practice, cli, backend, status_comma
             connection.exec_driver_sql(
                 "UPDATE accounts SET status = 'merged', merged_into = "
                 "(SELECT id FROM accounts WHERE username = 'james.smith') "
-                "WHERE username = 'mgarcia'")
+                "WHERE username = 'mgarcia'"
+            )
     else:
         cli("accounts", "disable", "mgarcia", "--reason", "x")
     result = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--reason", "x")
@@ -71,20 +108,49 @@ def test_manual_link_to_an_unknown_organisation_exits_3(practice, cli):
 def test_unlink_refuses_the_last_security_admin_unless_forced(practice, cli, backend):
     refused = cli("tins", "unlink", "-u", "james.smith", "--tin", "061137531", "--reason", "x")
     assert refused.exit_code == 4 and "last security administrator" in refused.stderr
-    assert cli("tins", "unlink", "-u", "ruth.goneh", "--tin", "061137531",
-               "--reason", "left").exit_code == 0
-    forced = cli("tins", "unlink", "-u", "james.smith", "--tin", "061137531", "--reason",
-                 "practice closed", "--force", "-f", "json")
+    assert (
+        cli(
+            "tins", "unlink", "-u", "ruth.goneh", "--tin", "061137531", "--reason", "left"
+        ).exit_code
+        == 0
+    )
+    forced = cli(
+        "tins",
+        "unlink",
+        "-u",
+        "james.smith",
+        "--tin",
+        "061137531",
+        "--reason",
+        "practice closed",
+        "--force",
+        "-f",
+        "json",
+    )
     assert forced.exit_code == 0 and forced.json()["removed_role"] == "security_admin"
     assert backend.scalar("SELECT count(*) FROM account_tins") == 0
     assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'tin.unlink'") == 2
 
 
 def test_unlink_with_another_admin_present_is_allowed(practice, cli):
-    cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--reason", "x",
-        "--role", "security_admin")
-    assert cli("tins", "unlink", "-u", "james.smith", "--tin", "061137531",
-               "--reason", "handover").exit_code == 0
+    cli(
+        "tins",
+        "link",
+        "-u",
+        "mgarcia",
+        "--tin",
+        "061137531",
+        "--reason",
+        "x",
+        "--role",
+        "security_admin",
+    )
+    assert (
+        cli(
+            "tins", "unlink", "-u", "james.smith", "--tin", "061137531", "--reason", "handover"
+        ).exit_code
+        == 0
+    )
 
 
 def test_unlink_a_tin_not_held_exits_3(practice, cli):
@@ -93,8 +159,20 @@ def test_unlink_a_tin_not_held_exits_3(practice, cli):
 
 
 def issue_code(cli, tin="061137531", email="james.smith@goneh-practice.example"):
-    result = cli("codes", "issue", "--tin", tin, "--admin-name", "James Smith",
-                 "--admin-email", email, "--provider-name", "Ruth Goneh", "-f", "json")
+    result = cli(
+        "codes",
+        "issue",
+        "--tin",
+        tin,
+        "--admin-name",
+        "James Smith",
+        "--admin-email",
+        email,
+        "--provider-name",
+        "Ruth Goneh",
+        "-f",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     return result.json()
 
@@ -102,55 +180,123 @@ def issue_code(cli, tin="061137531", email="james.smith@goneh-practice.example")
 def test_seed_flow_existing_account_links_the_tin_with_a_code(cli, backend):
     """Registering Additional Tax IDs: the email has an account, so register is refused with the
     portal's Oops!, that account is emailed, and the same code then links the TIN to it."""
-    cli("accounts", "create", "-u", "james.smith", "-e", "james.smith@goneh-practice.example",
-        "-n", "James Smith", "--tin", "223456781:user")
+    cli(
+        "accounts",
+        "create",
+        "-u",
+        "james.smith",
+        "-e",
+        "james.smith@goneh-practice.example",
+        "-n",
+        "James Smith",
+        "--tin",
+        "223456781:user",
+    )
     issued = issue_code(cli)
-    blocked = cli("accounts", "register", "--tin", "061137531", "--code", issued["code"],
-                  "-u", "jsmith2", "-e", "James.Smith@goneh-practice.example", "-n", "James Smith")
-    assert blocked.exit_code == 4 and blocked.stderr.startswith("portalctl: Oops! Your registration")
+    blocked = cli(
+        "accounts",
+        "register",
+        "--tin",
+        "061137531",
+        "--code",
+        issued["code"],
+        "-u",
+        "jsmith2",
+        "-e",
+        "James.Smith@goneh-practice.example",
+        "-n",
+        "James Smith",
+    )
+    assert blocked.exit_code == 4 and blocked.stderr.startswith(
+        "portalctl: Oops! Your registration"
+    )
     assert backend.scalar("SELECT count(*) FROM accounts WHERE username = 'jsmith2'") == 0
-    assert backend.rows("SELECT kind, recipient FROM outbox WHERE kind = 'registration_blocked'") \
-        == [{"kind": "registration_blocked", "recipient": "james.smith@goneh-practice.example"}]
-    linked = cli("tins", "link", "-u", "james.smith", "--tin", "061137531",
-                 "--code", issued["code"], "-f", "json")
+    assert backend.rows(
+        "SELECT kind, recipient FROM outbox WHERE kind = 'registration_blocked'"
+    ) == [{"kind": "registration_blocked", "recipient": "james.smith@goneh-practice.example"}]
+    linked = cli(
+        "tins",
+        "link",
+        "-u",
+        "james.smith",
+        "--tin",
+        "061137531",
+        "--code",
+        issued["code"],
+        "-f",
+        "json",
+    )
     assert linked.exit_code == 0, linked.stderr
     assert linked.json()["role"] == "security_admin"
     assert backend.scalar("SELECT status FROM registration_codes") == "used"
     assert backend.scalar("SELECT count(*) FROM outbox WHERE kind = 'credentialing'") == 1
     page = cli("tins", "show", "061137531", "-f", "json").json()
     assert [(a["username"], a["role"]) for a in page["accounts"]] == [
-        ("james.smith", "security_admin")]
+        ("james.smith", "security_admin")
+    ]
     assert [c["status"] for c in page["codes"]] == ["used"]
-    again = cli("tins", "link", "-u", "james.smith", "--tin", "061137531", "--code",
-                issued["code"])
+    again = cli("tins", "link", "-u", "james.smith", "--tin", "061137531", "--code", issued["code"])
     assert again.exit_code == 4 and "already holds" in again.stderr
 
 
 def test_seed_flow_new_email_registers_a_new_account(cli, backend):
     issued = issue_code(cli)
-    result = cli("accounts", "register", "--tin", "061137531", "--code", issued["code"],
-                 "-u", "mgarcia", "-e", "maria@example.org", "-n", "Maria Garcia",
-                 "--password-prompt", "-f", "json", input="Pw-123456\nPw-123456\n")
+    result = cli(
+        "accounts",
+        "register",
+        "--tin",
+        "061137531",
+        "--code",
+        issued["code"],
+        "-u",
+        "mgarcia",
+        "-e",
+        "maria@example.org",
+        "-n",
+        "Maria Garcia",
+        "--password-prompt",
+        "-f",
+        "json",
+        input="Pw-123456\nPw-123456\n",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.json()["tins"] == [{"tin": "*****7531", "role": "security_admin"}]
     assert backend.scalar("SELECT status FROM registration_codes") == "used"
-    reuse = cli("accounts", "register", "--tin", "061137531", "--code", issued["code"],
-                "-u", "other", "-e", "other@example.org", "-n", "Other")
+    reuse = cli(
+        "accounts",
+        "register",
+        "--tin",
+        "061137531",
+        "--code",
+        issued["code"],
+        "-u",
+        "other",
+        "-e",
+        "other@example.org",
+        "-n",
+        "Other",
+    )
     assert reuse.exit_code == 4 and "refused: used" in reuse.stderr
 
 
-def test_link_with_wrong_code_or_code_of_another_tin_is_refused_and_counted(practice, cli,
-                                                                               backend):
+def test_link_with_wrong_code_or_code_of_another_tin_is_refused_and_counted(practice, cli, backend):
     issue_code(cli, tin="061137531")
     other = issue_code(cli, tin="836576879")
     wrong = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", "12345678")
     assert wrong.exit_code == 4 and "refused: wrong (1 failed attempt" in wrong.stderr
     crossed = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", other["code"])
     assert crossed.exit_code == 4 and "(2 failed attempt" in crossed.stderr
-    assert backend.scalar("SELECT failed_code_attempts FROM organisations "
-                          "WHERE tin = '061137531'") == 2
-    assert backend.scalar("SELECT count(*) FROM account_tins a JOIN accounts u "
-                          "ON u.id = a.account_id WHERE u.username = 'mgarcia'") == 0
+    assert (
+        backend.scalar("SELECT failed_code_attempts FROM organisations WHERE tin = '061137531'")
+        == 2
+    )
+    assert (
+        backend.scalar(
+            "SELECT count(*) FROM account_tins a JOIN accounts u "
+            "ON u.id = a.account_id WHERE u.username = 'mgarcia'"
+        )
+        == 0
+    )
 
 
 def test_linking_an_inactive_account_with_a_code_does_not_use_the_code(practice, cli, backend):
@@ -159,8 +305,10 @@ def test_linking_an_inactive_account_with_a_code_does_not_use_the_code(practice,
     result = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", issued["code"])
     assert result.exit_code == 4
     assert backend.scalar("SELECT status FROM registration_codes") == "active"
-    assert backend.scalar("SELECT failed_code_attempts FROM organisations "
-                          "WHERE tin = '061137531'") == 0
+    assert (
+        backend.scalar("SELECT failed_code_attempts FROM organisations WHERE tin = '061137531'")
+        == 0
+    )
 
 
 @pytest.mark.parametrize("state", ["revoked", "expired", "locked"])
@@ -172,9 +320,13 @@ def test_unusable_codes_are_refused_with_their_reason(practice, cli, backend, st
 
             from portalctl.core.clock import utc_now
             from portalctl.core.schema import registration_codes
+
             past = utc_now() - timedelta(days=30)
-            connection.execute(sa.update(registration_codes).values(
-                issued_at=past, expires_at=past + timedelta(days=14)))
+            connection.execute(
+                sa.update(registration_codes).values(
+                    issued_at=past, expires_at=past + timedelta(days=14)
+                )
+            )
         else:
             connection.exec_driver_sql(f"UPDATE registration_codes SET status = '{state}'")
     result = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", issued["code"])
@@ -199,9 +351,16 @@ def test_two_concurrent_uses_of_one_code_one_wins(practice, cli, backend):
         start.wait()
         try:
             with backend.engine.begin() as connection:
-                outcome = link_tin_text(connection, operator=username, username=username,
-                                        tin="061137531", code=issued["code"], reason=None,
-                                        role="user", settings=settings)
+                outcome = link_tin_text(
+                    connection,
+                    operator=username,
+                    username=username,
+                    tin="061137531",
+                    code=issued["code"],
+                    reason=None,
+                    role="user",
+                    settings=settings,
+                )
             results[username] = outcome.refusal or "linked"
         except Refused as error:
             results[username] = error.message
@@ -215,6 +374,12 @@ def test_two_concurrent_uses_of_one_code_one_wins(practice, cli, backend):
     assert sorted(results.values())[1] != "linked"
     winner = next(name for name, result in results.items() if result == "linked")
     assert backend.scalar("SELECT used_by FROM registration_codes") == backend.scalar(
-        "SELECT id FROM accounts WHERE username = :u", u=winner)
-    assert backend.scalar("SELECT count(*) FROM account_tins a JOIN accounts u ON "
-                          "u.id = a.account_id WHERE u.username IN ('mgarcia', 'dlee')") == 1
+        "SELECT id FROM accounts WHERE username = :u", u=winner
+    )
+    assert (
+        backend.scalar(
+            "SELECT count(*) FROM account_tins a JOIN accounts u ON "
+            "u.id = a.account_id WHERE u.username IN ('mgarcia', 'dlee')"
+        )
+        == 1
+    )

@@ -27,15 +27,29 @@ def settings():
 
 
 def _issue(connection, settings, **options):
-    return issue_registration_code(connection, operator="rep", tin=TIN, admin_name="James Smith",
-                                   admin_email="james.smith@example.org",
-                                   provider_name="Ruth Goneh", settings=settings, now=NOW,
-                                   **options)
+    return issue_registration_code(
+        connection,
+        operator="rep",
+        tin=TIN,
+        admin_name="James Smith",
+        admin_email="james.smith@example.org",
+        provider_name="Ruth Goneh",
+        settings=settings,
+        now=NOW,
+        **options,
+    )
 
 
 def _check(connection, code, now=NOW):
-    return check_registration_code(connection, operator="rep", tin=TIN, code=code,
-                                   secret_key=KEY.encode(), max_attempts=5, now=now)
+    return check_registration_code(
+        connection,
+        operator="rep",
+        tin=TIN,
+        code=code,
+        secret_key=KEY.encode(),
+        max_attempts=5,
+        now=now,
+    )
 
 
 def test_issued_code_is_stored_only_as_its_hmac(backend, settings):
@@ -70,8 +84,9 @@ def test_used_code_is_refused(backend, settings):
 def test_revoked_code_is_refused(backend, settings):
     with backend.engine.begin() as connection:
         issued = _issue(connection, settings)
-        revoke_registration_code(connection, operator="rep", code_id=issued["id"],
-                                 reason="wrong address", now=NOW)
+        revoke_registration_code(
+            connection, operator="rep", code_id=issued["id"], reason="wrong address", now=NOW
+        )
         check = _check(connection, issued["code"])
     assert not check.valid and check.reason == "revoked"
 
@@ -87,9 +102,15 @@ def test_expired_code_is_refused(backend, settings):
 def test_code_is_bound_to_its_tin(backend, settings):
     with backend.engine.begin() as connection:
         issued = _issue(connection, settings)
-        check = check_registration_code(connection, operator="rep", tin=Tin.parse("836576879"),
-                                        code=issued["code"], secret_key=KEY.encode(),
-                                        max_attempts=5, now=NOW)
+        check = check_registration_code(
+            connection,
+            operator="rep",
+            tin=Tin.parse("836576879"),
+            code=issued["code"],
+            secret_key=KEY.encode(),
+            max_attempts=5,
+            now=NOW,
+        )
     assert check.reason == "wrong"
 
 
@@ -110,8 +131,9 @@ def test_reissue_revokes_the_old_code_and_resets_the_lock(backend, settings):
         old = _issue(connection, settings)
         for _ in range(5):
             _check(connection, "99999999" if old["code"] != "99999999" else "11111111")
-        new = reissue_registration_code(connection, operator="rep", code_id=old["id"],
-                                        settings=settings, now=NOW)
+        new = reissue_registration_code(
+            connection, operator="rep", code_id=old["id"], settings=settings, now=NOW
+        )
         assert _check(connection, old["code"]).reason == "revoked"
         assert _check(connection, new["code"]).valid
     assert new["replaces_id"] == old["id"]

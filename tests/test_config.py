@@ -23,13 +23,26 @@ def test_options_win_and_operator_falls_back_to_login_name(isolated, monkeypatch
 
 def test_cli_reads_env_file_option_and_operator_option(bare_cli, isolated):
     url = f"sqlite:///{isolated / 'other.db'}"
-    (isolated / "custom.env").write_text(f"PORTALCTL_DATABASE_URL={url}\n"
-                                         "PORTALCTL_OPERATOR=file-operator\n")
+    (isolated / "custom.env").write_text(
+        f"PORTALCTL_DATABASE_URL={url}\nPORTALCTL_OPERATOR=file-operator\n"
+    )
     assert bare_cli("--env-file", "custom.env", "db", "init").exit_code == 0
     assert (isolated / "other.db").exists()
-    created = bare_cli("--env-file", "custom.env", "--operator", "cli-op", "accounts", "create",
-                       "-u", "amy", "-e", "amy@example.org", "-n", "Amy",
-                       env={"PORTALCTL_OPERATOR": None})
+    created = bare_cli(
+        "--env-file",
+        "custom.env",
+        "--operator",
+        "cli-op",
+        "accounts",
+        "create",
+        "-u",
+        "amy",
+        "-e",
+        "amy@example.org",
+        "-n",
+        "Amy",
+        env={"PORTALCTL_OPERATOR": None},
+    )
     assert created.exit_code == 0, created.stderr
     audit = bare_cli("--env-file", "custom.env", "audit", "-f", "json").json()
     assert [a["operator"] for a in audit] == ["cli-op"]
@@ -38,14 +51,28 @@ def test_cli_reads_env_file_option_and_operator_option(bare_cli, isolated):
 
 
 def test_db_init_on_a_new_sqlite_database_creates_a_private_secret_key(bare_cli, isolated):
-    result = bare_cli("--database-url", f"sqlite:///{isolated / 'new.db'}", "db", "init",
-                      "-f", "json", env={"PORTALCTL_SECRET_KEY": None})
+    result = bare_cli(
+        "--database-url",
+        f"sqlite:///{isolated / 'new.db'}",
+        "db",
+        "init",
+        "-f",
+        "json",
+        env={"PORTALCTL_SECRET_KEY": None},
+    )
     assert result.exit_code == 0, result.stderr
     assert result.json()["secret_key_created_in"] == ".env"
     content = (isolated / ".env").read_text()
     assert content.startswith("PORTALCTL_SECRET_KEY=") and len(content.strip()) > 40
     assert oct(os.stat(isolated / ".env").st_mode & 0o777) == "0o600"
-    again = bare_cli("--database-url", f"sqlite:///{isolated / 'new.db'}", "db", "init",
-                     "-f", "json", env={"PORTALCTL_SECRET_KEY": None})
+    again = bare_cli(
+        "--database-url",
+        f"sqlite:///{isolated / 'new.db'}",
+        "db",
+        "init",
+        "-f",
+        "json",
+        env={"PORTALCTL_SECRET_KEY": None},
+    )
     assert again.json()["secret_key_created_in"] is None
     assert (isolated / ".env").read_text() == content

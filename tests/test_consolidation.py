@@ -24,8 +24,9 @@ A, B, C = "061137531", "836576879", "223456781"
 
 def one(backend, primary, secondary, **options):
     with backend.begin() as connection:
-        return consolidate_one(connection, operator="ops-anna", primary=primary,
-                               secondary=secondary, **options)
+        return consolidate_one(
+            connection, operator="ops-anna", primary=primary, secondary=secondary, **options
+        )
 
 
 def run_file(backend, path, **options):
@@ -136,11 +137,16 @@ def test_every_merge_has_an_audit_record_naming_the_operator(backend):
     make_account(backend, "john", A)
     make_account(backend, "old", B)
     one(backend, "john", "old", tin=Tin.parse(B))
-    audit = backend.rows("SELECT operator, account, target, tin, details FROM audit_log "
-                         "WHERE action = 'account.consolidate'")
+    audit = backend.rows(
+        "SELECT operator, account, target, tin, details FROM audit_log "
+        "WHERE action = 'account.consolidate'"
+    )
     assert len(audit) == 1
-    assert (audit[0]["operator"], audit[0]["account"], audit[0]["target"]) == \
-        ("ops-anna", "john", "account:old")
+    assert (audit[0]["operator"], audit[0]["account"], audit[0]["target"]) == (
+        "ops-anna",
+        "john",
+        "account:old",
+    )
     assert B not in str(audit[0]["details"]) and "*****6879" in str(audit[0]["details"])
 
 
@@ -151,31 +157,43 @@ def test_chain_ends_at_final_primary(backend, tmp_path):
     summary = run_file(backend, path)
     assert summary["merged"] == 3
     assert [account(backend, name) for name in ("bbb", "ccc", "ddd")] == [("merged", "aaa")] * 3
-    assert backend.scalar("SELECT COUNT(*) FROM consolidations c JOIN accounts a "
-                          "ON a.id = c.primary_id WHERE a.username = 'aaa'") == 3
+    assert (
+        backend.scalar(
+            "SELECT COUNT(*) FROM consolidations c JOIN accounts a "
+            "ON a.id = c.primary_id WHERE a.username = 'aaa'"
+        )
+        == 3
+    )
 
 
 def test_cycle_is_invalid(backend, tmp_path):
     for name in ("aaa", "bbb", "ccc", "xxx", "yyy"):
         make_account(backend, name, A)
-    path = write_pairs(tmp_path / "cycle.csv",
-                       [("aaa", "bbb"), ("bbb", "ccc"), ("ccc", "aaa"), ("xxx", "yyy")])
+    path = write_pairs(
+        tmp_path / "cycle.csv", [("aaa", "bbb"), ("bbb", "ccc"), ("ccc", "aaa"), ("xxx", "yyy")]
+    )
     with pytest.raises(InvalidInput) as error:
         run_file(backend, path)
-    assert f"{path}:2: invalid: the chain of merges from this line runs in a cycle" in \
-        error.value.details
+    assert (
+        f"{path}:2: invalid: the chain of merges from this line runs in a cycle"
+        in error.value.details
+    )
     assert len(error.value.details) == 3
     summary = run_file(backend, path, skip_invalid=True, report_path=tmp_path / "r.csv")
     assert (summary["merged"], summary["invalid"]) == (1, 3)
-    assert account(backend, "aaa") == ("active", None) and account(backend, "yyy") == ("merged", "xxx")
+    assert account(backend, "aaa") == ("active", None) and account(backend, "yyy") == (
+        "merged",
+        "xxx",
+    )
 
 
 def test_repeated_secondary_is_invalid(backend, tmp_path):
     for name in ("aaa", "bbb", "ccc"):
         make_account(backend, name, A)
     path = write_pairs(tmp_path / "twice.csv", [("aaa", "ccc"), ("bbb", "CCC")])
-    with pytest.raises(InvalidInput, match="twice.csv:3: invalid: secondary CCC already appears "
-                                           "on line 2"):
+    with pytest.raises(
+        InvalidInput, match="twice.csv:3: invalid: secondary CCC already appears on line 2"
+    ):
         run_file(backend, path)
     assert account(backend, "ccc") == ("active", None)
 
@@ -189,21 +207,26 @@ def test_row_chained_through_a_refused_row_is_refused(backend, tmp_path):
     assert (summary["merged"], summary["refused"]) == (0, 2)
     assert [row["detail"] for row in report_rows(tmp_path / "r.csv")] == [
         "primary aaa is locked, not active",
-        "primary aaa is locked, not active (the end of the chain from bbb)"]
+        "primary aaa is locked, not active (the end of the chain from bbb)",
+    ]
 
 
 def test_row_level_problems_are_invalid_with_their_lines(backend, tmp_path):
     make_account(backend, "aaa", A)
     make_account(backend, "bbb", B)
-    path = write_pairs(tmp_path / "f.csv", [("aaa", "bbb", "12345"), ("aaa", "", ""), ("aaa", "aaa", "")],
-                       header="primary_username,secondary_username,tin")
+    path = write_pairs(
+        tmp_path / "f.csv",
+        [("aaa", "bbb", "12345"), ("aaa", "", ""), ("aaa", "aaa", "")],
+        header="primary_username,secondary_username,tin",
+    )
     with pytest.raises(InvalidInput) as error:
         run_file(backend, path)
     assert error.value.details == [
         f"{path}:2: invalid: invalid TIN '*2345': use 9 digits, as 123456789, 12-3456789 or "
         "123-45-6789",
         f"{path}:3: invalid: primary_username and secondary_username are required",
-        f"{path}:4: refused: an account cannot be merged into itself"]
+        f"{path}:4: refused: an account cannot be merged into itself",
+    ]
     assert backend.scalar("SELECT COUNT(*) FROM consolidation_batches") == 0
 
 
@@ -213,9 +236,12 @@ def test_a_bad_row_in_50000_changes_nothing(backend, tmp_path):
     pairs[31_337] = ("p31338", "nobody")
     path = write_pairs(tmp_path / "big.csv", pairs)
     before = dump_tables(backend)
-    with pytest.raises(InvalidInput, match=r"big.csv: 1 of 50000 rows cannot be applied, "
-                                           r"nothing was written; first: .*big.csv:31339: "
-                                           r"refused: no account nobody"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"big.csv: 1 of 50000 rows cannot be applied, "
+        r"nothing was written; first: .*big.csv:31339: "
+        r"refused: no account nobody",
+    ):
         run_file(backend, path, chunk_size=5000)
     assert dump_tables(backend) == before
 
@@ -227,24 +253,40 @@ def test_dry_run_report_matches_the_applied_run(backend, tmp_path):
     path = write_pairs(tmp_path / "f.csv", pairs)
     one(backend, "p3", "s3")
     before = dump_tables(backend)
-    planned = run_file(backend, path, dry_run=True, skip_invalid=True,
-                       report_path=tmp_path / "plan.csv")
+    planned = run_file(
+        backend, path, dry_run=True, skip_invalid=True, report_path=tmp_path / "plan.csv"
+    )
     assert dump_tables(backend) == before
-    applied = run_file(backend, path, skip_invalid=True, chunk_size=64,
-                       report_path=tmp_path / "done.csv")
-    assert planned == {"batch_id": None, "rows": 302, "merged": 0, "already_merged": 1,
-                       "invalid": 0, "refused": 3, "dry_run": True, "would_merge": 298}
+    applied = run_file(
+        backend, path, skip_invalid=True, chunk_size=64, report_path=tmp_path / "done.csv"
+    )
+    assert planned == {
+        "batch_id": None,
+        "rows": 302,
+        "merged": 0,
+        "already_merged": 1,
+        "invalid": 0,
+        "refused": 3,
+        "dry_run": True,
+        "would_merge": 298,
+    }
     assert applied["merged"] == 298 and applied["dry_run"] is False
     plan_rows, done_rows = report_rows(tmp_path / "plan.csv"), report_rows(tmp_path / "done.csv")
     for row in plan_rows:
         row["outcome"] = row["outcome"].replace("would_merge", "merged")
     assert plan_rows == done_rows
-    assert done_rows[-1] == {"line": "303", "primary_username": "s7",
-                             "secondary_username": "'=cmd", "outcome": "refused",
-                             "detail": "no account =cmd"}
+    assert done_rows[-1] == {
+        "line": "303",
+        "primary_username": "s7",
+        "secondary_username": "'=cmd",
+        "outcome": "refused",
+        "detail": "no account =cmd",
+    }
     assert done_rows[300]["detail"] == "primary locked1 is locked, not active"
-    assert done_rows[4]["detail"] == \
-        "primary locked1 is locked, not active (the end of the chain from p5)"
+    assert (
+        done_rows[4]["detail"]
+        == "primary locked1 is locked, not active (the end of the chain from p5)"
+    )
 
 
 def test_notify_queues_one_email_per_surviving_account(backend, tmp_path):
@@ -254,7 +296,9 @@ def test_notify_queues_one_email_per_surviving_account(backend, tmp_path):
     run_file(backend, path, notify=True, chunk_size=1)
     emails = backend.rows("SELECT kind, recipient, body FROM outbox ORDER BY recipient")
     assert [(e["kind"], e["recipient"]) for e in emails] == [
-        ("accounts_consolidated", "aaa@example.org"), ("accounts_consolidated", "xxx@example.org")]
+        ("accounts_consolidated", "aaa@example.org"),
+        ("accounts_consolidated", "xxx@example.org"),
+    ]
     assert "  - bbb\n  - ccc\n" in emails[0]["body"] and A not in emails[0]["body"]
 
 
@@ -288,10 +332,13 @@ def test_secondaries_holding_the_same_new_tin_give_it_the_higher_role(backend, t
     assert links_of(backend, "john") == {A: "security_admin", B: "security_admin", C: "user"}
     for name in ("old1", "old2", "old3"):
         assert links_of(backend, name) == {} and account(backend, name) == ("merged", "john")
-    assert [(r["username"], r["links_moved"]) for r in backend.rows(
-        "SELECT s.username, c.links_moved FROM consolidations c "
-        "JOIN accounts s ON s.id = c.secondary_id ORDER BY s.username")] == \
-        [("old1", 2), ("old2", 2), ("old3", 1)]
+    assert [
+        (r["username"], r["links_moved"])
+        for r in backend.rows(
+            "SELECT s.username, c.links_moved FROM consolidations c "
+            "JOIN accounts s ON s.id = c.secondary_id ORDER BY s.username"
+        )
+    ] == [("old1", 2), ("old2", 2), ("old3", 1)]
 
 
 def test_sqlite_run_checks_keys_itself_and_turns_foreign_keys_back_on(backend, tmp_path):
@@ -335,14 +382,26 @@ def test_an_account_gone_since_the_plan_is_refused_by_its_chunk(backend):
             other.execute(sa.text("DELETE FROM accounts WHERE username = 'gone'"))
         primary = backend.rows("SELECT id FROM accounts WHERE username = 'john'")[0]["id"]
         with keys_checked_by_chunks(connection), connection.begin():
-            counts = apply_chunk(connection, lo=primary, hi=primary, batch_id=None,
-                                 operator="ops-anna", now=utc_now())
+            counts = apply_chunk(
+                connection,
+                lo=primary,
+                hi=primary,
+                batch_id=None,
+                operator="ops-anna",
+                now=utc_now(),
+            )
             outcomes = connection.exec_driver_sql(
-                f"SELECT secondary_name, outcome, code, detail FROM {STAGE} ORDER BY line").all()
+                f"SELECT secondary_name, outcome, code, detail FROM {STAGE} ORDER BY line"
+            ).all()
     assert counts == {"merged": 1, "already_merged": 0, "refused": 1}
-    assert [tuple(row) for row in outcomes] == [("gone", "refused", 3, "no account gone"),
-                                                ("old", None, None, None)]
+    assert [tuple(row) for row in outcomes] == [
+        ("gone", "refused", 3, "no account gone"),
+        ("old", None, None, None),
+    ]
     assert links_of(backend, "john") == {A: "user", B: "security_admin"}
-    assert [r["username"] for r in backend.rows(
-        "SELECT a.username FROM consolidations c JOIN accounts a ON a.id = c.secondary_id")] \
-        == ["old"]
+    assert [
+        r["username"]
+        for r in backend.rows(
+            "SELECT a.username FROM consolidations c JOIN accounts a ON a.id = c.secondary_id"
+        )
+    ] == ["old"]

@@ -12,12 +12,14 @@ from portalctl.core.errors import InvalidInput
 
 
 def records(text: str, required=("a", "b"), optional=("c",)):
-    return list(read_csv(io.StringIO(text, newline=""), "f.csv", required=required,
-                         optional=optional))
+    return list(
+        read_csv(io.StringIO(text, newline=""), "f.csv", required=required, optional=optional)
+    )
 
 
-cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-               max_size=12)
+cell = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
 
 
 @settings(max_examples=60)
@@ -31,8 +33,9 @@ def test_whatever_csv_writes_is_read_back(rows, newline):
     writer.writerow(["A ", " b"])
     writer.writerows(rows)
     read = records(buffer.getvalue())
-    assert [(r.values["a"], r.values["b"]) for r in read] == [(a.strip(), b.strip())
-                                                              for a, b in rows]
+    assert [(r.values["a"], r.values["b"]) for r in read] == [
+        (a.strip(), b.strip()) for a, b in rows
+    ]
 
 
 def test_line_numbers_count_blank_lines_and_quoted_newlines():

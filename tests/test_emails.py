@@ -13,14 +13,21 @@ from portalctl.domain.emails import (
 
 
 def test_credentialing_text_follows_the_seed_with_configured_insurer():
-    settings = Settings({"PORTALCTL_INSURER_NAME": "Acme Health",
-                         "PORTALCTL_COMMERCIAL_PHONES": "555-0100",
-                         "PORTALCTL_MEDICARE_PHONE": "555-0199"})
+    settings = Settings(
+        {
+            "PORTALCTL_INSURER_NAME": "Acme Health",
+            "PORTALCTL_COMMERCIAL_PHONES": "555-0100",
+            "PORTALCTL_MEDICARE_PHONE": "555-0199",
+        }
+    )
     body = credentialing_body(settings, admin_name="James\nSmith", provider_name="Ruth Goneh")
     assert body.startswith("Hi James Smith,\n\nWe are pleased to inform you, Ruth Goneh has")
     assert "Registration Code: {secret}." in body
-    assert "555-0100" in body and "555-0199" in body and body.rstrip().splitlines()[-2] == (
-        "Acme Health")
+    assert (
+        "555-0100" in body
+        and "555-0199" in body
+        and body.rstrip().splitlines()[-2] == ("Acme Health")
+    )
 
 
 def test_registration_blocked_and_verification_texts():
@@ -31,9 +38,14 @@ def test_registration_blocked_and_verification_texts():
 
 
 def test_header_values_cannot_carry_a_new_header():
-    message = build_message(sender="Portal <no-reply@example.org>", recipient="a@example.org",
-                            recipient_name="Eve\r\nBcc: victim@example.org",
-                            subject="Hello\nX-Evil: 1", body="text", message_id="<1@x>")
+    message = build_message(
+        sender="Portal <no-reply@example.org>",
+        recipient="a@example.org",
+        recipient_name="Eve\r\nBcc: victim@example.org",
+        subject="Hello\nX-Evil: 1",
+        body="text",
+        message_id="<1@x>",
+    )
     parsed = message_from_bytes(bytes(message), policy=default_policy)
     assert parsed["Bcc"] is None and parsed["X-Evil"] is None
     assert parsed["Subject"] == "Hello X-Evil: 1"

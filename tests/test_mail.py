@@ -22,8 +22,20 @@ PORTALCTL = ROOT / ".venv" / "bin" / "portalctl"
 
 
 def issue(cli, email="james.smith@example.org", name="James Smith"):
-    result = cli("codes", "issue", "--tin", TIN, "--admin-name", name, "--admin-email", email,
-                 "--provider-name", "Ruth Goneh", "--format", "json")
+    result = cli(
+        "codes",
+        "issue",
+        "--tin",
+        TIN,
+        "--admin-name",
+        name,
+        "--admin-email",
+        email,
+        "--provider-name",
+        "Ruth Goneh",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     return result.json()
 
@@ -124,8 +136,11 @@ def test_attempt_limit_makes_the_email_dead(cli, backend):
         for _ in range(2):
             with backend.engine.begin() as connection:
                 connection.execute(sa.text("UPDATE outbox SET next_attempt_at = created_at"))
-            cli("mail", "send", env={"PORTALCTL_SMTP_URL": server.url,
-                                     "PORTALCTL_MAIL_MAX_ATTEMPTS": "2"})
+            cli(
+                "mail",
+                "send",
+                env={"PORTALCTL_SMTP_URL": server.url, "PORTALCTL_MAIL_MAX_ATTEMPTS": "2"},
+            )
     assert backend.scalar("SELECT status FROM outbox") == "dead"
 
 
@@ -162,14 +177,18 @@ def _subprocess_env(backend, url, **extra):
     return {**env, **backend.env, "PORTALCTL_SMTP_URL": url, **extra}
 
 
-def test_kill_9_after_the_server_accepted_resends_with_the_same_message_id(cli, backend,
-                                                                          tmp_path):
+def test_kill_9_after_the_server_accepted_resends_with_the_same_message_id(cli, backend, tmp_path):
     issue(cli)
     signal_file = tmp_path / "accepted"
     with SmtpServer(ScriptedHandler(["hang"], signal_file=signal_file)) as server:
         env = _subprocess_env(backend, server.url, PORTALCTL_MAIL_LEASE_SECONDS="2")
-        process = subprocess.Popen([str(PORTALCTL), "mail", "send"], env=env, cwd=tmp_path,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [str(PORTALCTL), "mail", "send"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 20
         while not signal_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -178,8 +197,14 @@ def test_kill_9_after_the_server_accepted_resends_with_the_same_message_id(cli, 
         process.wait()
         assert backend.scalar("SELECT status FROM outbox") == "queued"
         time.sleep(2.1)  # the killed run's lease expires
-        result = subprocess.run([str(PORTALCTL), "mail", "send", "--format", "json"], env=env,
-                                cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [str(PORTALCTL), "mail", "send", "--format", "json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert result.returncode == 0, result.stderr
     first, second = server.handler.received
     assert first["Message-ID"] == second["Message-ID"]
@@ -192,14 +217,27 @@ def test_two_concurrent_runs_send_each_email_once(cli, backend, tmp_path):
     settings = Settings(backend.env)
     with backend.engine.begin() as connection:
         for n in range(600):
-            issue_registration_code(connection, operator="rep", tin=Tin.parse(TIN),
-                                    admin_name=f"Admin {n}", admin_email=f"a{n}@example.org",
-                                    settings=settings)
+            issue_registration_code(
+                connection,
+                operator="rep",
+                tin=Tin.parse(TIN),
+                admin_name=f"Admin {n}",
+                admin_email=f"a{n}@example.org",
+                settings=settings,
+            )
     with SmtpServer(ScriptedHandler()) as server:
         env = _subprocess_env(backend, server.url)
-        runs = [subprocess.Popen([str(PORTALCTL), "mail", "send", "--format", "json"], env=env,
-                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for _ in range(2)]
+        runs = [
+            subprocess.Popen(
+                [str(PORTALCTL), "mail", "send", "--format", "json"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         outputs = [run.communicate(timeout=60) for run in runs]
     assert all(run.returncode == 0 for run in runs), outputs
     claimed = [json.loads(out)["claimed"] for out, _ in outputs]
@@ -219,8 +257,9 @@ def test_dry_run_counts_due_emails_and_sends_nothing(cli, backend):
 
 
 @pytest.mark.parametrize("tls", ["smtps", "starttls"])
-def test_tls_delivers_only_to_a_server_whose_certificate_is_trusted(cli, backend, tmp_path,
-                                                                    monkeypatch, tls):
+def test_tls_delivers_only_to_a_server_whose_certificate_is_trusted(
+    cli, backend, tmp_path, monkeypatch, tls
+):
     certificate = self_signed_certificate(tmp_path)
     issue(cli)
     with SmtpServer(ScriptedHandler(), tls=tls, certificate=certificate) as server:

@@ -25,13 +25,16 @@ def _engine_conninfo(url: str) -> dict:
     return {key: str(value) for key, value in kwargs.items()}
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql+psycopg://admin:p%40ss%2Fw%3Ard@db.internal:6543/portal",
-    "postgresql+psycopg://u@h/db?options=-csearch_path%3Dt_1&sslmode=require",
-    "postgresql+psycopg2://u:pw@h:5432/db",
-    "postgresql+psycopg://u@/db?host=/var/run/postgresql",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "postgresql+psycopg://admin:p%40ss%2Fw%3Ard@db.internal:6543/portal",
+        "postgresql+psycopg://u@h/db?options=-csearch_path%3Dt_1&sslmode=require",
+        "postgresql+psycopg2://u:pw@h:5432/db",
+        "postgresql+psycopg://u@/db?host=/var/run/postgresql",
+    ],
+)
 def test_postgresql_urls_reach_what_the_engine_reaches(url):
     target = ConnectionTarget.from_url(url)
     assert target.backend == "postgresql"
@@ -47,8 +50,11 @@ def test_urls_the_engine_refuses_are_refused_alike(url):
     assert from_driver.value.message == from_engine.value.message
 
 
-_PATH_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="?#"),
-                     min_size=1, max_size=30)
+_PATH_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="?#"),
+    min_size=1,
+    max_size=30,
+)
 
 
 @given(path=_PATH_TEXT, absolute=st.booleans())
@@ -56,7 +62,8 @@ def test_sqlite_paths_are_read_as_sqlalchemy_reads_them(path, absolute):
     url = f"sqlite:///{'/' if absolute else ''}{path}"
     expected = sa.engine.make_url(url).database
     assert ConnectionTarget.from_url(url).sqlite_path == (
-        None if expected in (None, "", ":memory:") else expected)
+        None if expected in (None, "", ":memory:") else expected
+    )
 
 
 def test_the_connection_refuses_writes(backend):
@@ -74,17 +81,44 @@ def test_percent_signs_and_casts_survive_the_parameter_rewrite(backend):
 
 
 def test_a_lookup_starts_without_sqlalchemy(backend, cli):
-    created = cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy",
-                  "--tin", "836576879")
+    created = cli(
+        "accounts",
+        "create",
+        "-u",
+        "amy",
+        "-e",
+        "amy@example.org",
+        "-n",
+        "Amy",
+        "--tin",
+        "836576879",
+    )
     assert created.exit_code == 0, created.stderr
-    probe = ("import sys\n"
-             "from portalctl.cli.app import main\n"
-             "try:\n    main()\n"
-             "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy')[:3])\n")
+    probe = (
+        "import sys\n"
+        "from portalctl.cli.app import main\n"
+        "try:\n    main()\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy')[:3])\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", probe, "accounts", "lookup", "-u", "amy", "--tin", "836576879",
-         "-f", "csv"],
-        env={**os.environ, **backend.env}, capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "accounts",
+            "lookup",
+            "-u",
+            "amy",
+            "--tin",
+            "836576879",
+            "-f",
+            "csv",
+        ],
+        env={**os.environ, **backend.env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = result.stdout.strip().splitlines()
     assert lines[1].startswith("amy,amy@example.org") and lines[-1] == "[]"

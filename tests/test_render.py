@@ -8,16 +8,26 @@ from datetime import UTC, datetime
 from portalctl.core.render import escape_formula, render
 from portalctl.core.tin import Tin
 
-ACCOUNT = {"username": "johnsmith@gmail.com", "status": "active", "merged_into": None,
-           "tins": [{"tin": Tin("836576879"), "role": "security_admin"}],
-           "created_at": datetime(2026, 11, 22, 10, 30, tzinfo=UTC)}
+ACCOUNT = {
+    "username": "johnsmith@gmail.com",
+    "status": "active",
+    "merged_into": None,
+    "tins": [{"tin": Tin("836576879"), "role": "security_admin"}],
+    "created_at": datetime(2026, 11, 22, 10, 30, tzinfo=UTC),
+}
 
 
 def test_json_listing_is_an_array_with_masked_tins():
     data = json.loads(render([ACCOUNT], "json"))
-    assert data == [{"username": "johnsmith@gmail.com", "status": "active", "merged_into": None,
-                     "tins": [{"tin": "*****6879", "role": "security_admin"}],
-                     "created_at": "2026-11-22T10:30:00Z"}]
+    assert data == [
+        {
+            "username": "johnsmith@gmail.com",
+            "status": "active",
+            "merged_into": None,
+            "tins": [{"tin": "*****6879", "role": "security_admin"}],
+            "created_at": "2026-11-22T10:30:00Z",
+        }
+    ]
 
 
 def test_json_record_is_one_object_and_reveal_shows_digits():

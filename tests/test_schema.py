@@ -20,8 +20,11 @@ READING_COMMANDS = [
 def _type_family(sql_type) -> str:
     name = type(sql_type).__name__.upper()
     for family, markers in {
-        "int": ("INT",), "text": ("CHAR", "TEXT", "STRING"), "time": ("TIME", "DATE"),
-        "json": ("JSON",), "bool": ("BOOL",),
+        "int": ("INT",),
+        "text": ("CHAR", "TEXT", "STRING"),
+        "time": ("TIME", "DATE"),
+        "json": ("JSON",),
+        "bool": ("BOOL",),
     }.items():
         if any(marker in name for marker in markers):
             return family
@@ -40,23 +43,31 @@ def test_code_tables_match_the_migrated_database(backend):
         for column in table.columns:
             reflected = columns[column.name]
             if not column.primary_key:  # SQLite reports its rowid key as nullable
-                assert reflected["nullable"] == column.nullable, \
+                assert reflected["nullable"] == column.nullable, (
                     f"{table.name}.{column.name} nullability"
-            expected = _type_family(column.type.dialect_impl(backend.engine.dialect)
-                                    if not hasattr(column.type, "impl") else column.type.impl)
+                )
+            expected = _type_family(
+                column.type.dialect_impl(backend.engine.dialect)
+                if not hasattr(column.type, "impl")
+                else column.type.impl
+            )
             assert _type_family(reflected["type"]) == expected, f"{table.name}.{column.name}"
         primary = inspector.get_pk_constraint(table.name)["constrained_columns"]
         assert set(primary) == {c.name for c in table.primary_key.columns}, table.name
-        foreign = {(fk["constrained_columns"][0], fk["referred_table"])
-                   for fk in inspector.get_foreign_keys(table.name)}
+        foreign = {
+            (fk["constrained_columns"][0], fk["referred_table"])
+            for fk in inspector.get_foreign_keys(table.name)
+        }
         assert foreign == {(fk.parent.name, fk.column.table.name) for fk in table.foreign_keys}
 
 
 def test_usernames_are_unique_case_insensitively(backend):
     now = utc_now()
-    insert = sa.text("INSERT INTO accounts (username, email, full_name, status, "
-                     "failed_verifications, created_at, updated_at) "
-                     "VALUES (:u, 'a@example.org', 'A', 'active', 0, :now, :now)")
+    insert = sa.text(
+        "INSERT INTO accounts (username, email, full_name, status, "
+        "failed_verifications, created_at, updated_at) "
+        "VALUES (:u, 'a@example.org', 'A', 'active', 0, :now, :now)"
+    )
     with backend.begin() as connection:
         connection.execute(insert, {"u": "JSmith", "now": now})
     try:
@@ -69,7 +80,9 @@ def test_usernames_are_unique_case_insensitively(backend):
 
 
 def test_audit_log_refuses_update_and_delete(backend, cli):
-    assert cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy").exit_code == 0
+    assert (
+        cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy").exit_code == 0
+    )
     for statement in ("UPDATE audit_log SET operator = 'x'", "DELETE FROM audit_log"):
         try:
             with backend.begin() as connection:
@@ -93,8 +106,9 @@ def test_db_init_is_idempotent_and_records_checksums(backend, cli):
 @pytest.mark.parametrize("command", READING_COMMANDS)
 def test_an_edited_migration_is_refused(backend, cli, command):
     with backend.begin() as connection:
-        connection.execute(sa.text(
-            "UPDATE schema_migrations SET checksum = 'x' WHERE version = '0001'"))
+        connection.execute(
+            sa.text("UPDATE schema_migrations SET checksum = 'x' WHERE version = '0001'")
+        )
     result = cli("db", "init")
     assert result.exit_code == 6
     assert "were edited" in result.stderr and "0001_initial.sql" in result.stderr
@@ -123,7 +137,9 @@ def test_a_database_never_initialised_exits_6(empty_db_url, bare_cli, command):
 
 
 def test_db_init_creates_the_schema_from_nothing(empty_db_url, bare_cli):
-    result = bare_cli("db", "init", "--format", "json", env={"PORTALCTL_DATABASE_URL": empty_db_url})
+    result = bare_cli(
+        "db", "init", "--format", "json", env={"PORTALCTL_DATABASE_URL": empty_db_url}
+    )
     assert result.exit_code == 0, result.stderr
     assert "0001_initial.sql" in result.json()["applied_now"]
     engine = create_engine(empty_db_url)
@@ -156,8 +172,10 @@ def test_missing_sqlite_file_exits_6_and_is_not_created(bare_cli, tmp_path, comm
     cli = bare_cli
     target = tmp_path / "nowhere" / "portal.db"
     result = cli(*command, env={"PORTALCTL_DATABASE_URL": f"sqlite:///{target}"})
-    assert result.exit_code == 6 and f"no database at {target}: run `portalctl db init`" in \
-        result.stderr
+    assert (
+        result.exit_code == 6
+        and f"no database at {target}: run `portalctl db init`" in result.stderr
+    )
     assert not target.exists()
 
 
@@ -173,8 +191,9 @@ def test_a_file_that_is_not_a_database_exits_6_unchanged(bare_cli, tmp_path, com
     target.write_text("meeting notes, not a database\n")
     result = bare_cli(*command, env={"PORTALCTL_DATABASE_URL": f"sqlite:///{target}"})
     assert result.exit_code == 6
-    assert f"cannot use the database (SQLite file {target}): file is not a database" in \
-        result.stderr
+    assert (
+        f"cannot use the database (SQLite file {target}): file is not a database" in result.stderr
+    )
     assert target.read_text() == "meeting notes, not a database\n"
 
 
@@ -195,14 +214,28 @@ def test_reading_commands_do_not_queue_behind_a_sqlite_writer(backend, cli):
     writer.execute("UPDATE accounts SET full_name = 'Amy (being changed)'")
     program = str(Path(sys.executable).parent / "portalctl")
     try:
-        for command in (["consolidate", "status"], ["accounts", "show", "amy"],
-                        ["accounts", "find", "--name", "amy"], ["audit", "--limit", "1"],
-                        ["mail", "list"]):
-            result = subprocess.run([program, *command], env={**os.environ, **backend.env},
-                                    capture_output=True, text=True, timeout=10)
+        for command in (
+            ["consolidate", "status"],
+            ["accounts", "show", "amy"],
+            ["accounts", "find", "--name", "amy"],
+            ["audit", "--limit", "1"],
+            ["mail", "list"],
+        ):
+            result = subprocess.run(
+                [program, *command],
+                env={**os.environ, **backend.env},
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             assert result.returncode == 0, (command, result.stderr)
-        shown = subprocess.run([program, "accounts", "show", "amy"], capture_output=True,
-                               env={**os.environ, **backend.env}, text=True, timeout=10)
+        shown = subprocess.run(
+            [program, "accounts", "show", "amy"],
+            capture_output=True,
+            env={**os.environ, **backend.env},
+            text=True,
+            timeout=10,
+        )
         assert "Amy (being changed)" not in shown.stdout  # it reads the last commit
     finally:
         writer.rollback()

@@ -8,7 +8,8 @@ from portalctl.core.errors import InvalidInput
 from portalctl.core.tin import Tin, mask_tin
 
 nine_digits = st.text(alphabet="0123456789", min_size=9, max_size=9).filter(
-    lambda s: s != "000000000")
+    lambda s: s != "000000000"
+)
 
 
 @given(nine_digits, st.sampled_from(["", " ", "  \t"]), st.sampled_from(["", " ", "\t "]))
@@ -34,17 +35,28 @@ def test_other_lengths_are_invalid(digits):
         Tin.parse(digits)
 
 
-@given(st.text(min_size=1, max_size=15).filter(
-    lambda s: not s.strip().replace("-", "").isdigit()))
+@given(st.text(min_size=1, max_size=15).filter(lambda s: not s.strip().replace("-", "").isdigit()))
 def test_text_that_is_not_digits_is_invalid(text):
     with pytest.raises(InvalidInput):
         Tin.parse(text)
 
 
-@pytest.mark.parametrize("text", [
-    "06113753", "0611375310", "06113753A", "000000000", "00-0000000", "0611-37531",
-    "06-113-7531", "061 13 7531", "٠٦١١٣٧٥٣١", "06–1137531", "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "06113753",
+        "0611375310",
+        "06113753A",
+        "000000000",
+        "00-0000000",
+        "0611-37531",
+        "06-113-7531",
+        "061 13 7531",
+        "٠٦١١٣٧٥٣١",
+        "06–1137531",
+        "",
+    ],
+)
 def test_examples_of_invalid_tins(text):
     with pytest.raises(InvalidInput) as caught:
         Tin.parse(text)

@@ -8,8 +8,10 @@ from portalctl.core.database import create_engine
 from portalctl.core.wal_checkpoints import checkpoints_in_background
 
 TRANSACTIONS, ROWS_EACH = 400, 20  # each row ~4 KB: ~20 pages a transaction, ~32 MB in all
-INSERT = ("INSERT INTO t (x) SELECT hex(randomblob(2000)) FROM (WITH RECURSIVE n(i) AS "
-          f"(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS_EACH}) SELECT i FROM n)")
+INSERT = (
+    "INSERT INTO t (x) SELECT hex(randomblob(2000)) FROM (WITH RECURSIVE n(i) AS "
+    f"(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS_EACH}) SELECT i FROM n)"
+)
 
 
 def test_checkpoints_keep_the_log_small_and_every_commit(tmp_path):
@@ -21,8 +23,9 @@ def test_checkpoints_keep_the_log_small_and_every_commit(tmp_path):
     with engine.connect() as connection:
         before = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
         connection.rollback()
-        with checkpoints_in_background(connection, restart_frames=100,
-                                       interval=0.002) as between_transactions:
+        with checkpoints_in_background(
+            connection, restart_frames=100, interval=0.002
+        ) as between_transactions:
             for _ in range(TRANSACTIONS):
                 with connection.begin():
                     connection.exec_driver_sql(INSERT)
@@ -36,8 +39,10 @@ def test_checkpoints_keep_the_log_small_and_every_commit(tmp_path):
     assert largest_log < 12 * 1024 * 1024
     reopened = create_engine(f"sqlite:///{path}")
     with reopened.connect() as connection:
-        assert connection.exec_driver_sql("SELECT COUNT(*) FROM t").scalar() == \
-            TRANSACTIONS * ROWS_EACH
+        assert (
+            connection.exec_driver_sql("SELECT COUNT(*) FROM t").scalar()
+            == TRANSACTIONS * ROWS_EACH
+        )
         assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     reopened.dispose()
 

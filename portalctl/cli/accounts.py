@@ -30,14 +30,21 @@ def find(
     email: Annotated[str | None, typer.Option("--email", "-e")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Full name.")] = None,
     tin: Annotated[str | None, typer.Option("--tin", help="Holds this TIN.")] = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", help="active, locked, disabled or merged.")] = None,
-    exact: Annotated[bool, typer.Option(
-        "--exact", help="Whole-value matches instead of substrings.")] = False,
+    status: Annotated[
+        str | None, typer.Option("--status", help="active, locked, disabled or merged.")
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Whole-value matches instead of substrings.")
+    ] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 50,
-    csv_file: Annotated[Path | None, typer.Option(
-        "--csv", help="Run one search per row of this CSV (columns: any of username, email, "
-        "name, tin, status); '-' reads stdin.")] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Run one search per row of this CSV (columns: any of username, email, "
+            "name, tin, status); '-' reads stdin.",
+        ),
+    ] = None,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -53,8 +60,16 @@ def find(
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
         else:
-            found = find_accounts_matching(connection, username=username, email=email, name=name,
-                                           tin=tin, status=status, exact=exact, limit=limit)
+            found = find_accounts_matching(
+                connection,
+                username=username,
+                email=email,
+                name=name,
+                tin=tin,
+                status=status,
+                exact=exact,
+                limit=limit,
+            )
         if reveal:
             rt.audit_reveal(connection, command="accounts find", target="accounts")
     columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
@@ -66,9 +81,14 @@ def lookup(
     ctx: typer.Context,
     username: Annotated[str | None, typer.Option("--username", "-u")] = None,
     tin: Annotated[str | None, typer.Option("--tin")] = None,
-    csv_file: Annotated[Path | None, typer.Option(
-        "--csv", help="Look up every row of this CSV (columns: username, tin); '-' reads stdin; "
-        "prints one row per query with found yes/no.")] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Look up every row of this CSV (columns: username, tin); '-' reads stdin; "
+            "prints one row per query with found yes/no.",
+        ),
+    ] = None,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -97,8 +117,12 @@ def lookup(
 
 
 @app.command("show")
-def show(ctx: typer.Context, username: UsernameArgument, reveal: RevealOption = False,
-         fmt: FormatOption = OutputFormat.table) -> None:
+def show(
+    ctx: typer.Context,
+    username: UsernameArgument,
+    reveal: RevealOption = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
     """Show one account: status, TINs and roles, accounts merged into it, recent audit.
 
     \b
@@ -118,10 +142,18 @@ def show(ctx: typer.Context, username: UsernameArgument, reveal: RevealOption = 
 def verify(
     ctx: typer.Context,
     username: UsernameArgument,
-    answer: Annotated[str | None, typer.Option(
-        "--answer", help="The security answer (prompted without echo if neither is given).")] = None,
-    password: Annotated[bool, typer.Option(
-        "--password", help="Check the password instead (always prompted without echo).")] = False,
+    answer: Annotated[
+        str | None,
+        typer.Option(
+            "--answer", help="The security answer (prompted without echo if neither is given)."
+        ),
+    ] = None,
+    password: Annotated[
+        bool,
+        typer.Option(
+            "--password", help="Check the password instead (always prompted without echo)."
+        ),
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Verify a caller: check the security answer (or the password).
@@ -139,13 +171,21 @@ def verify(
     if not password and answer is None:
         answer = typer.prompt("Security answer", hide_input=True, err=True)
     with rt.transaction() as connection:
-        result = verify_account(connection, operator=rt.operator_name, username=username,
-                                answer=answer, password=secret,
-                                max_failures=rt.settings.account_max_failures)
+        result = verify_account(
+            connection,
+            operator=rt.operator_name,
+            username=username,
+            answer=answer,
+            password=secret,
+            max_failures=rt.settings.account_max_failures,
+        )
     emit(result, fmt)
     if not result.verified:
-        fail(f"not verified ({result.failed_verifications} failed attempt(s)"
-             + (", account now locked)" if result.status == "locked" else ")"), 4)
+        fail(
+            f"not verified ({result.failed_verifications} failed attempt(s)"
+            + (", account now locked)" if result.status == "locked" else ")"),
+            4,
+        )
 
 
 @app.command("create")
@@ -154,13 +194,17 @@ def create(
     username: Annotated[str, typer.Option("--username", "-u")],
     email: Annotated[str, typer.Option("--email", "-e")],
     full_name: Annotated[str, typer.Option("--full-name", "-n")],
-    tin: Annotated[list[str] | None, typer.Option(
-        "--tin", help="TIN or TIN:role (security_admin or user); repeatable.")] = None,
+    tin: Annotated[
+        list[str] | None,
+        typer.Option("--tin", help="TIN or TIN:role (security_admin or user); repeatable."),
+    ] = None,
     security_question: Annotated[str | None, typer.Option("--security-question")] = None,
-    security_answer: Annotated[str | None, typer.Option(
-        "--security-answer", help="Stored only as a slow salted hash.")] = None,
-    password_prompt: Annotated[bool, typer.Option(
-        "--password-prompt", help="Ask for a password (without echo).")] = False,
+    security_answer: Annotated[
+        str | None, typer.Option("--security-answer", help="Stored only as a slow salted hash.")
+    ] = None,
+    password_prompt: Annotated[
+        bool, typer.Option("--password-prompt", help="Ask for a password (without echo).")
+    ] = False,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -172,13 +216,23 @@ def create(
     from portalctl.domain.account_queries import create_account_from_options
 
     rt = runtime(ctx)
-    password = (typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-                if password_prompt else None)
+    password = (
+        typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+        if password_prompt
+        else None
+    )
     with rt.transaction() as connection:
         record = create_account_from_options(
-            connection, operator=rt.operator_name, username=username, email=email,
-            full_name=full_name, tins=tin or [], password=password,
-            security_question=security_question, security_answer=security_answer)
+            connection,
+            operator=rt.operator_name,
+            username=username,
+            email=email,
+            full_name=full_name,
+            tins=tin or [],
+            password=password,
+            security_question=security_question,
+            security_answer=security_answer,
+        )
         if reveal:
             rt.audit_reveal(connection, command="accounts create", target=f"account:{username}")
     say(f"created account {record['username']}")
@@ -193,8 +247,9 @@ def register(
     username: Annotated[str, typer.Option("--username", "-u")],
     email: Annotated[str, typer.Option("--email", "-e")],
     full_name: Annotated[str, typer.Option("--full-name", "-n")],
-    password_prompt: Annotated[bool, typer.Option(
-        "--password-prompt", help="Ask for a password (without echo).")] = False,
+    password_prompt: Annotated[
+        bool, typer.Option("--password-prompt", help="Ask for a password (without echo).")
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Register a new account from a TIN and its registration code (the new-user path).
@@ -209,12 +264,23 @@ def register(
     from portalctl.domain.registration import register_account
 
     rt = runtime(ctx)
-    password = (typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-                if password_prompt else None)
+    password = (
+        typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+        if password_prompt
+        else None
+    )
     with rt.transaction() as connection:
-        outcome = register_account(connection, operator=rt.operator_name, tin=tin, code=code,
-                                   username=username, email=email, full_name=full_name,
-                                   password=password, settings=rt.settings)
+        outcome = register_account(
+            connection,
+            operator=rt.operator_name,
+            tin=tin,
+            code=code,
+            username=username,
+            email=email,
+            full_name=full_name,
+            password=password,
+            settings=rt.settings,
+        )
     if outcome.refusal:
         fail(outcome.refusal, 4)
     say(f"registered account {outcome.record['username']}")
@@ -224,8 +290,13 @@ def register(
 @app.command("import")
 def import_accounts(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV: username,email,full_name[,tins,status,"
-                                         "security_question,security_answer,password].")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: username,email,full_name[,tins,status,"
+            "security_question,security_answer,password]."
+        ),
+    ],
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Import accounts from a CSV: the whole file is validated first, then loaded all or nothing.
@@ -242,32 +313,56 @@ def import_accounts(
 
 
 def _status_command(action: str, example: str):
-    def command(ctx: typer.Context, username: UsernameArgument, reason: ReasonOption,
-                fmt: FormatOption = OutputFormat.table) -> None:
+    def command(
+        ctx: typer.Context,
+        username: UsernameArgument,
+        reason: ReasonOption,
+        fmt: FormatOption = OutputFormat.table,
+    ) -> None:
         from portalctl.domain.accounts import change_account_status
 
         rt = runtime(ctx)
         with rt.transaction() as connection:
-            record = change_account_status(connection, operator=rt.operator_name,
-                                           username=username, action=action, reason=reason)
+            record = change_account_status(
+                connection,
+                operator=rt.operator_name,
+                username=username,
+                action=action,
+                reason=reason,
+            )
         emit(record, fmt)
 
     command.__doc__ = example
     return command
 
 
-app.command("unlock")(_status_command("unlock", """Unlock a locked account (resets its failure count).
+app.command("unlock")(
+    _status_command(
+        "unlock",
+        """Unlock a locked account (resets its failure count).
 
     \b
     Example: portalctl accounts unlock johnsmith@gmail.com --reason "caller verified by phone"
-    """))
-app.command("disable")(_status_command("disable", """Disable an account: it can no longer be used.
+    """,
+    )
+)
+app.command("disable")(
+    _status_command(
+        "disable",
+        """Disable an account: it can no longer be used.
 
     \b
     Example: portalctl accounts disable jsmith_old --reason "left the practice"
-    """))
-app.command("enable")(_status_command("enable", """Enable a disabled account again.
+    """,
+    )
+)
+app.command("enable")(
+    _status_command(
+        "enable",
+        """Enable a disabled account again.
 
     \b
     Example: portalctl accounts enable jsmith_old --reason "returned to the practice"
-    """))
+    """,
+    )
+)

@@ -81,8 +81,11 @@ class PortalGroup(TyperGroup):
 
 def _is_usage_error(error: Exception) -> bool:
     """Typer's (vendored Click) usage errors, whatever module the installed Typer keeps them in."""
-    return hasattr(error, "exit_code") and hasattr(error, "show") and \
-        type(error).__module__.startswith(("typer", "click"))
+    return (
+        hasattr(error, "exit_code")
+        and hasattr(error, "show")
+        and type(error).__module__.startswith(("typer", "click"))
+    )
 
 
 def _debug(ctx) -> bool:
@@ -101,8 +104,9 @@ def _one_line(text: str) -> str:
 
 def _classify_unexpected(error: Exception) -> tuple[ExitCode, str]:
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    if sqlalchemy_exc and isinstance(error, (sqlalchemy_exc.OperationalError,
-                                             sqlalchemy_exc.InterfaceError)):
+    if sqlalchemy_exc and isinstance(
+        error, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)
+    ):
         first = str(getattr(error, "orig", error)).strip().splitlines()
         return ExitCode.DATABASE, "database error: " + (first[0] if first else type(error).__name__)
     return ExitCode.BUG, f"unexpected error: {type(error).__name__}: {error}"
@@ -112,7 +116,7 @@ app = typer.Typer(
     cls=PortalGroup,
     name="portalctl",
     help="Administer the provider portal database: accounts, Tax IDs, registration codes, "
-         "consolidation, email and the audit log.",
+    "consolidation, email and the audit log.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -130,25 +134,38 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="Database URL (default: PORTALCTL_DATABASE_URL, else "
-        "sqlite:///portal.db).", show_default=False)] = None,
-    env_file: Annotated[Path | None, typer.Option(
-        "--env-file", help="Read settings from this file instead of ./.env.")] = None,
-    operator: Annotated[str | None, typer.Option(
-        "--operator", help="Who is acting, for the audit log (default: PORTALCTL_OPERATOR, "
-        "else your login name).")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Database URL (default: PORTALCTL_DATABASE_URL, else sqlite:///portal.db).",
+            show_default=False,
+        ),
+    ] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option("--env-file", help="Read settings from this file instead of ./.env."),
+    ] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            "--operator",
+            help="Who is acting, for the audit log (default: PORTALCTL_OPERATOR, "
+            "else your login name).",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_show_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
 ) -> None:
     """Administer the provider portal database.
 
     \b
     Example: portalctl --operator jdoe accounts find --name smith
     """
-    ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator,
-                      debug=debug)
+    ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator, debug=debug)
 
 
 app.command("audit")(audit.audit)

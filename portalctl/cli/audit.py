@@ -10,14 +10,25 @@ from portalctl.cli.runtime import FormatOption, OutputFormat, RevealOption, emit
 
 def audit(
     ctx: typer.Context,
-    since: Annotated[datetime | None, typer.Option(
-        "--since", help="From this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])] = None,
-    until: Annotated[datetime | None, typer.Option(
-        "--until", help="Before this UTC time.", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since",
+            help="From this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--until", help="Before this UTC time.", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
+        ),
+    ] = None,
     operator: Annotated[str | None, typer.Option("--operator", help="Who acted.")] = None,
-    action: Annotated[str | None, typer.Option(
-        "--action", help="e.g. account.create, account.verify, tin.reveal.")] = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", help="e.g. account.create, account.verify, tin.reveal."),
+    ] = None,
     account: Annotated[str | None, typer.Option("--account", help="Username.")] = None,
     tin: Annotated[str | None, typer.Option("--tin")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 100,
@@ -33,9 +44,21 @@ def audit(
 
     rt = runtime(ctx)
     with rt.transaction(read_only=not reveal) as connection:
-        records = list_audit_matching(connection, since=since, until=until, operator=operator,
-                                      action=action, account=account, tin=tin, limit=limit)
+        records = list_audit_matching(
+            connection,
+            since=since,
+            until=until,
+            operator=operator,
+            action=action,
+            account=account,
+            tin=tin,
+            limit=limit,
+        )
         if reveal:
             rt.audit_reveal(connection, command="audit", target="audit_log")
-    emit(records, fmt, reveal=reveal,
-         columns=["id", "at", "operator", "action", "target", "tin", "details"])
+    emit(
+        records,
+        fmt,
+        reveal=reveal,
+        columns=["id", "at", "operator", "action", "target", "tin", "details"],
+    )

@@ -18,8 +18,16 @@ from portalctl.cli.runtime import (
 
 app = command_group("codes")
 
-CODE_COLUMNS = ["id", "tin", "status", "admin_name", "admin_email", "provider_name",
-                "issued_at", "expires_at"]
+CODE_COLUMNS = [
+    "id",
+    "tin",
+    "status",
+    "admin_name",
+    "admin_email",
+    "provider_name",
+    "issued_at",
+    "expires_at",
+]
 CodeIdArgument = Annotated[int, typer.Argument(help="The code's id (not the code).")]
 
 
@@ -33,9 +41,14 @@ def issue(
     org_name: Annotated[str | None, typer.Option("--org-name")] = None,
     ttl_days: Annotated[int | None, typer.Option("--ttl-days", min=1, max=60)] = None,
     no_email: Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")] = False,
-    csv_file: Annotated[Path | None, typer.Option(
-        "--csv", help="Issue for every row of this CSV (tin,admin_name,admin_email, optional "
-        "provider_name,org_name); all or nothing; prints counts, the codes go by email.")] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Issue for every row of this CSV (tin,admin_name,admin_email, optional "
+            "provider_name,org_name); all or nothing; prints counts, the codes go by email.",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --csv: validate only.")] = False,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
@@ -52,9 +65,14 @@ def issue(
     rt = runtime(ctx)
     if csv_file is not None:
         with rt.transaction() as connection:
-            summary = issue_codes_from_csv(connection, csv_file, operator=rt.operator_name,
-                                           settings=rt.settings, dry_run=dry_run,
-                                           send_email=not no_email)
+            summary = issue_codes_from_csv(
+                connection,
+                csv_file,
+                operator=rt.operator_name,
+                settings=rt.settings,
+                dry_run=dry_run,
+                send_email=not no_email,
+            )
         emit(summary, fmt)
         return
     if not tin or not admin_name or not admin_email:
@@ -62,9 +80,17 @@ def issue(
     parsed = Tin.parse(tin)
     with rt.transaction() as connection:
         record = issue_registration_code(
-            connection, operator=rt.operator_name, tin=parsed, admin_name=admin_name,
-            admin_email=admin_email, provider_name=provider_name, org_name=org_name,
-            ttl_days=ttl_days, send_email=not no_email, settings=rt.settings)
+            connection,
+            operator=rt.operator_name,
+            tin=parsed,
+            admin_name=admin_name,
+            admin_email=admin_email,
+            provider_name=provider_name,
+            org_name=org_name,
+            ttl_days=ttl_days,
+            send_email=not no_email,
+            settings=rt.settings,
+        )
         if reveal:
             rt.audit_reveal(connection, command="codes issue", target=f"code:{record['id']}")
     emit(record, fmt, reveal=reveal)
@@ -74,8 +100,9 @@ def issue(
 def list_codes(
     ctx: typer.Context,
     tin: Annotated[str | None, typer.Option("--tin")] = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", help="active, used, revoked, locked or expired.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="active, used, revoked, locked or expired.")
+    ] = None,
     email: Annotated[str | None, typer.Option("--email", help="Admin email.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100,
     reveal: RevealOption = False,
@@ -92,16 +119,21 @@ def list_codes(
     rt = runtime(ctx)
     parsed = Tin.parse(tin) if tin else None
     with rt.transaction(read_only=not reveal) as connection:
-        found = list_registration_codes(connection, tin=parsed, status=status, email=email,
-                                        limit=limit)
+        found = list_registration_codes(
+            connection, tin=parsed, status=status, email=email, limit=limit
+        )
         if reveal:
             rt.audit_reveal(connection, command="codes list", target="registration_codes")
     emit(found, fmt, reveal=reveal, columns=CODE_COLUMNS)
 
 
 @app.command("show")
-def show(ctx: typer.Context, code_id: CodeIdArgument, reveal: RevealOption = False,
-         fmt: FormatOption = OutputFormat.table) -> None:
+def show(
+    ctx: typer.Context,
+    code_id: CodeIdArgument,
+    reveal: RevealOption = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
     """Show one registration code's record.
 
     \b
@@ -121,8 +153,9 @@ def show(ctx: typer.Context, code_id: CodeIdArgument, reveal: RevealOption = Fal
 def verify(
     ctx: typer.Context,
     tin: Annotated[str, typer.Option("--tin")],
-    code: Annotated[str | None, typer.Option(
-        "--code", help="The code (prompted without echo if not given).")] = None,
+    code: Annotated[
+        str | None, typer.Option("--code", help="The code (prompted without echo if not given).")
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Check a code for a TIN without using it. Exit 0 valid, 4 with the reason otherwise.
@@ -142,17 +175,29 @@ def verify(
         code = typer.prompt("Registration code", hide_input=True, err=True)
     with rt.transaction() as connection:
         result = check_registration_code(
-            connection, operator=rt.operator_name, tin=parsed, code=code,
-            secret_key=rt.settings.secret_key, max_attempts=rt.settings.code_max_attempts)
+            connection,
+            operator=rt.operator_name,
+            tin=parsed,
+            code=code,
+            secret_key=rt.settings.secret_key,
+            max_attempts=rt.settings.code_max_attempts,
+        )
     emit(result, fmt)
     if not result.valid:
-        fail(f"code refused: {result.reason} ({result.failed_attempts} failed attempt(s)"
-             + (", the TIN's codes are now locked)" if result.locked else ")"), 4)
+        fail(
+            f"code refused: {result.reason} ({result.failed_attempts} failed attempt(s)"
+            + (", the TIN's codes are now locked)" if result.locked else ")"),
+            4,
+        )
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, code_id: CodeIdArgument, reason: ReasonOption,
-           fmt: FormatOption = OutputFormat.table) -> None:
+def revoke(
+    ctx: typer.Context,
+    code_id: CodeIdArgument,
+    reason: ReasonOption,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
     """Revoke a code so it can no longer be used.
 
     \b
@@ -162,8 +207,9 @@ def revoke(ctx: typer.Context, code_id: CodeIdArgument, reason: ReasonOption,
 
     rt = runtime(ctx)
     with rt.transaction() as connection:
-        record = revoke_registration_code(connection, operator=rt.operator_name,
-                                          code_id=code_id, reason=reason)
+        record = revoke_registration_code(
+            connection, operator=rt.operator_name, code_id=code_id, reason=reason
+        )
     emit(record, fmt)
 
 
@@ -183,7 +229,11 @@ def reissue(
 
     rt = runtime(ctx)
     with rt.transaction() as connection:
-        record = reissue_registration_code(connection, operator=rt.operator_name,
-                                           code_id=code_id, settings=rt.settings,
-                                           send_email=not no_email)
+        record = reissue_registration_code(
+            connection,
+            operator=rt.operator_name,
+            code_id=code_id,
+            settings=rt.settings,
+            send_email=not no_email,
+        )
     emit(record, fmt)

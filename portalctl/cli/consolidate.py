@@ -10,20 +10,31 @@ from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emi
 
 app = command_group("consolidate")
 
-DryRunOption = Annotated[bool, typer.Option(
-    "--dry-run", help="Show what would happen; write nothing.")]
-NotifyOption = Annotated[bool, typer.Option(
-    "--notify", help="Queue an accounts_consolidated email to each surviving account.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would happen; write nothing.")
+]
+NotifyOption = Annotated[
+    bool,
+    typer.Option(
+        "--notify", help="Queue an accounts_consolidated email to each surviving account."
+    ),
+]
 
 
 @app.command("one")
 def one(
     ctx: typer.Context,
     primary: Annotated[str, typer.Option("--primary", "-p", help="The account that survives.")],
-    secondary: Annotated[str, typer.Option(
-        "--secondary", "-s", help="The account merged into it (its username stays reserved).")],
-    tin: Annotated[str | None, typer.Option(
-        "--tin", help="Only if the secondary holds this TIN (a safety check).")] = None,
+    secondary: Annotated[
+        str,
+        typer.Option(
+            "--secondary", "-s", help="The account merged into it (its username stays reserved)."
+        ),
+    ],
+    tin: Annotated[
+        str | None,
+        typer.Option("--tin", help="Only if the secondary holds this TIN (a safety check)."),
+    ] = None,
     dry_run: DryRunOption = False,
     notify: NotifyOption = False,
     fmt: FormatOption = OutputFormat.table,
@@ -38,25 +49,42 @@ def one(
 
     rt = runtime(ctx)
     with rt.transaction() as connection:
-        result = consolidate_one(connection, operator=rt.operator_name, primary=primary,
-                                 secondary=secondary, tin=Tin.parse(tin) if tin else None,
-                                 dry_run=dry_run, notify=notify)
+        result = consolidate_one(
+            connection,
+            operator=rt.operator_name,
+            primary=primary,
+            secondary=secondary,
+            tin=Tin.parse(tin) if tin else None,
+            dry_run=dry_run,
+            notify=notify,
+        )
     emit(result, fmt)
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(
-        help="CSV: primary_username,secondary_username[,tin,note].")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV: primary_username,secondary_username[,tin,note].")
+    ],
     dry_run: DryRunOption = False,
-    report: Annotated[Path | None, typer.Option(
-        "--report", help="Write line,primary_username,secondary_username,outcome,detail "
-        "for every row here.")] = None,
-    skip_invalid: Annotated[bool, typer.Option(
-        "--skip-invalid", help="Apply the good rows and report the bad ones (exit 7).")] = False,
-    chunk_size: Annotated[int, typer.Option(
-        "--chunk-size", min=1, help="Rows per transaction.")] = 10_000,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write line,primary_username,secondary_username,outcome,detail "
+            "for every row here.",
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Apply the good rows and report the bad ones (exit 7)."
+        ),
+    ] = False,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows per transaction.")
+    ] = 10_000,
     notify: NotifyOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -72,13 +100,23 @@ def run(
 
     rt = runtime(ctx)
     summary = run_consolidation_file(
-        rt.engine(), file, operator=rt.operator_name, dry_run=dry_run,
-        skip_invalid=skip_invalid, chunk_size=chunk_size, notify=notify, report_path=report,
-        progress=_progress_bar() if sys.stderr.isatty() else None)
+        rt.engine(),
+        file,
+        operator=rt.operator_name,
+        dry_run=dry_run,
+        skip_invalid=skip_invalid,
+        chunk_size=chunk_size,
+        notify=notify,
+        report_path=report,
+        progress=_progress_bar() if sys.stderr.isatty() else None,
+    )
     emit(summary, fmt)
     if summary["invalid"] or summary["refused"]:
-        fail(f"{summary['invalid'] + summary['refused']} row(s) not applied"
-             + (f"; see {report}" if report else "; use --report to list them"), 7)
+        fail(
+            f"{summary['invalid'] + summary['refused']} row(s) not applied"
+            + (f"; see {report}" if report else "; use --report to list them"),
+            7,
+        )
 
 
 @app.command("status")
@@ -108,8 +146,9 @@ def _progress_bar():
         width = 30
         filled = width * done // max(total, 1)
         end = "\n" if done >= total else ""
-        sys.stderr.write(f"\rconsolidating [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{done:,}/{total:,}{end}")
+        sys.stderr.write(
+            f"\rconsolidating [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}"
+        )
         sys.stderr.flush()
 
     return show

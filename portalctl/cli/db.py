@@ -52,8 +52,10 @@ def status(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
 @app.command("demo")
 def demo(
     ctx: typer.Context,
-    generated: Annotated[int, typer.Option(
-        "--generated", min=0, max=100_000, help="How many generated accounts to add.")] = 200,
+    generated: Annotated[
+        int,
+        typer.Option("--generated", min=0, max=100_000, help="How many generated accounts to add."),
+    ] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the generated data.")] = 7,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:

@@ -7,6 +7,8 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "tins": ("portalctl.cli.tins", "Tax IDs (TINs): show, link to an account, unlink."),
     "codes": ("portalctl.cli.codes", "Issue, check and revoke registration codes."),
     "mail": ("portalctl.cli.mail", "Deliver and inspect queued emails."),
-    "consolidate": ("portalctl.cli.consolidate",
-                    "Merge duplicate accounts into one (links move, the higher role wins)."),
+    "consolidate": (
+        "portalctl.cli.consolidate",
+        "Merge duplicate accounts into one (links move, the higher role wins).",
+    ),
 }

@@ -16,8 +16,17 @@ from portalctl.cli.runtime import (
 
 app = command_group("mail")
 
-EMAIL_COLUMNS = ["id", "kind", "status", "recipient", "subject", "attempts", "next_attempt_at",
-                 "sent_at", "last_error"]
+EMAIL_COLUMNS = [
+    "id",
+    "kind",
+    "status",
+    "recipient",
+    "subject",
+    "attempts",
+    "next_attempt_at",
+    "sent_at",
+    "last_error",
+]
 EmailIdArgument = Annotated[int, typer.Argument(help="The email's id in the outbox.")]
 
 
@@ -25,8 +34,9 @@ EmailIdArgument = Annotated[int, typer.Argument(help="The email's id in the outb
 def send(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 1000,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Only count the emails that are due; send nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count the emails that are due; send nothing.")
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Deliver due emails over PORTALCTL_SMTP_URL, or as .eml files in PORTALCTL_MAIL_DIR.
@@ -43,19 +53,28 @@ def send(
     if dry_run:
         emit({"due": count_due_emails(rt.engine()), "dry_run": True}, fmt)
         return
-    summary = send_due_emails(rt.engine(), operator=rt.operator_name, settings=rt.settings,
-                              limit=limit)
+    summary = send_due_emails(
+        rt.engine(), operator=rt.operator_name, settings=rt.settings, limit=limit
+    )
     for error in summary.errors:
         say(error)
-    emit({"claimed": summary.claimed, "sent": summary.sent, "failed": summary.failed,
-          "dead": summary.dead}, fmt)
+    emit(
+        {
+            "claimed": summary.claimed,
+            "sent": summary.sent,
+            "failed": summary.failed,
+            "dead": summary.dead,
+        },
+        fmt,
+    )
 
 
 @app.command("list")
 def list_mail(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(
-        "--status", help="queued, sent, failed or dead.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="queued, sent, failed or dead.")
+    ] = None,
     recipient: Annotated[str | None, typer.Option("--recipient")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100,
     fmt: FormatOption = OutputFormat.table,
@@ -74,8 +93,9 @@ def list_mail(
 
 
 @app.command("show")
-def show(ctx: typer.Context, email_id: EmailIdArgument,
-         fmt: FormatOption = OutputFormat.table) -> None:
+def show(
+    ctx: typer.Context, email_id: EmailIdArgument, fmt: FormatOption = OutputFormat.table
+) -> None:
     """Show one email with its body (a code appears only as {secret}).
 
     \b
@@ -90,8 +110,9 @@ def show(ctx: typer.Context, email_id: EmailIdArgument,
 
 
 @app.command("retry")
-def retry(ctx: typer.Context, email_id: EmailIdArgument,
-          fmt: FormatOption = OutputFormat.table) -> None:
+def retry(
+    ctx: typer.Context, email_id: EmailIdArgument, fmt: FormatOption = OutputFormat.table
+) -> None:
     """Queue a failed or dead email again, due now.
 
     \b

@@ -25,11 +25,19 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-FormatOption = Annotated[OutputFormat, typer.Option(
-    "--format", "-f", help="Output format: table, json or csv (data only on stdout).",
-    case_sensitive=False)]
-RevealOption = Annotated[bool, typer.Option(
-    "--reveal", help="Show full TINs instead of *****1234 (writes an audit record).")]
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format: table, json or csv (data only on stdout).",
+        case_sensitive=False,
+    ),
+]
+RevealOption = Annotated[
+    bool,
+    typer.Option("--reveal", help="Show full TINs instead of *****1234 (writes an audit record)."),
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
@@ -38,8 +46,12 @@ def command_group(name: str) -> typer.Typer:
     help (importing rich to draw boxes would double ``--help``'s time), no completion options."""
     from portalctl.cli.groups import COMMAND_GROUPS
 
-    return typer.Typer(help=COMMAND_GROUPS[name][1], no_args_is_help=True, add_completion=False,
-                       rich_markup_mode=None)
+    return typer.Typer(
+        help=COMMAND_GROUPS[name][1],
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
 
 
 @dataclass
@@ -58,10 +70,13 @@ class Runtime:
         if self._settings is None:
             from portalctl.core.config import load_settings
 
-            self._settings = load_settings(env_file=self.env_file, overrides={
-                "PORTALCTL_DATABASE_URL": self.database_url,
-                "PORTALCTL_OPERATOR": self.operator,
-            })
+            self._settings = load_settings(
+                env_file=self.env_file,
+                overrides={
+                    "PORTALCTL_DATABASE_URL": self.database_url,
+                    "PORTALCTL_OPERATOR": self.operator,
+                },
+            )
         return self._settings
 
     @property
@@ -101,8 +116,10 @@ class Runtime:
         )
 
         engine = self.engine()
-        with translate_database_errors(parse_url(self.settings.database_url)), \
-                engine.connect() as connection:
+        with (
+            translate_database_errors(parse_url(self.settings.database_url)),
+            engine.connect() as connection,
+        ):
             if read_only:
                 connection.execution_options(**{READ_ONLY_OPTION: True})
             with transaction_on(connection):
@@ -130,8 +147,11 @@ class Runtime:
 def _refuse_missing_sqlite_file(url, *, creating: bool) -> None:
     from portalctl.core.readonly_db import refuse_missing_sqlite_file
 
-    if url.get_backend_name() == "sqlite" and not creating and \
-            url.database not in (None, "", ":memory:"):
+    if (
+        url.get_backend_name() == "sqlite"
+        and not creating
+        and url.database not in (None, "", ":memory:")
+    ):
         refuse_missing_sqlite_file(url.database)
 
 
@@ -143,8 +163,9 @@ def runtime(ctx: typer.Context) -> Runtime:
     return root.obj
 
 
-def emit(data: Any, fmt: OutputFormat, *, reveal: bool = False,
-         columns: list[str] | None = None) -> None:
+def emit(
+    data: Any, fmt: OutputFormat, *, reveal: bool = False, columns: list[str] | None = None
+) -> None:
     """Print records to stdout in the chosen format."""
     from portalctl.core.render import render
 

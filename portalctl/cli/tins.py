@@ -23,8 +23,12 @@ TinOption = Annotated[str, typer.Option("--tin", help="The TIN.")]
 
 
 @app.command("show")
-def show(ctx: typer.Context, tin: TinArgument, reveal: RevealOption = False,
-         fmt: FormatOption = OutputFormat.table) -> None:
+def show(
+    ctx: typer.Context,
+    tin: TinArgument,
+    reveal: RevealOption = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
     """Show a TIN's organisation, linked accounts (roles, status) and registration codes.
 
     \b
@@ -45,13 +49,22 @@ def link(
     ctx: typer.Context,
     username: UsernameOption,
     tin: TinOption,
-    code: Annotated[str | None, typer.Option(
-        "--code", help="A registration code for this TIN: links as security_admin and uses the "
-        "code up.")] = None,
-    reason: Annotated[str | None, typer.Option(
-        "--reason", help="Required without --code: why a rep links by hand (audited).")] = None,
-    role: Annotated[str, typer.Option(
-        "--role", help="Without --code: security_admin or user.")] = "user",
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code",
+            help="A registration code for this TIN: links as security_admin and uses the code up.",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="Required without --code: why a rep links by hand (audited)."
+        ),
+    ] = None,
+    role: Annotated[
+        str, typer.Option("--role", help="Without --code: security_admin or user.")
+    ] = "user",
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
@@ -69,9 +82,16 @@ def link(
     if code is None and not reason:
         fail("give --code, or --reason for a manual link", 2)
     with rt.transaction() as connection:
-        outcome = link_tin_text(connection, operator=rt.operator_name, username=username,
-                                tin=tin, code=code, reason=reason, role=role,
-                                settings=rt.settings)
+        outcome = link_tin_text(
+            connection,
+            operator=rt.operator_name,
+            username=username,
+            tin=tin,
+            code=code,
+            reason=reason,
+            role=role,
+            settings=rt.settings,
+        )
     if outcome.refusal:
         fail(outcome.refusal, 4)
     emit(outcome.record, fmt)
@@ -83,8 +103,9 @@ def unlink(
     username: UsernameOption,
     tin: TinOption,
     reason: ReasonOption,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Allow removing the TIN's last security_admin.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow removing the TIN's last security_admin.")
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Remove an account's access to a TIN (refuses to remove its last security_admin).
@@ -96,6 +117,12 @@ def unlink(
 
     rt = runtime(ctx)
     with rt.transaction() as connection:
-        result = unlink_tin_text(connection, operator=rt.operator_name, username=username,
-                                 tin=tin, reason=reason, force=force)
+        result = unlink_tin_text(
+            connection,
+            operator=rt.operator_name,
+            username=username,
+            tin=tin,
+            reason=reason,
+            force=force,
+        )
     emit(result, fmt)

@@ -43,9 +43,14 @@ class CsvErrors:
         if not self.count:
             return
         more = self.count - len(self.messages)
-        summary = self.messages[0] if self.count == 1 else (
-            f"{self.source}: {self.count} invalid rows, nothing was written; first: "
-            + self.messages[0])
+        summary = (
+            self.messages[0]
+            if self.count == 1
+            else (
+                f"{self.source}: {self.count} invalid rows, nothing was written; first: "
+                + self.messages[0]
+            )
+        )
         details = list(self.messages) + ([f"... and {more} more"] if more > 0 else [])
         raise InvalidInput(summary, details=details)
 
@@ -73,24 +78,29 @@ def open_input_file(path: str | Path, mode: str = "r", **options) -> IO:
         raise InvalidInput(f"{path}: permission denied") from None
 
 
-def read_csv(stream: IO[str], source: str, *, required: Sequence[str],
-             optional: Sequence[str] = ()) -> Iterator[CsvRecord]:
+def read_csv(
+    stream: IO[str], source: str, *, required: Sequence[str], optional: Sequence[str] = ()
+) -> Iterator[CsvRecord]:
     """Yield the data rows of a CSV stream after checking its header against the known columns."""
     reader = csv.reader(stream, strict=True)
     header = _read_header(stream, reader, source)
     known = set(required) | set(optional)
     unknown = [name for name in header if name not in known]
     if unknown:
-        raise InvalidInput(f"{source}:{reader.line_num}: unknown column {unknown[0]!r} "
-                           f"(expected {', '.join(required)}"
-                           + (f"; optional {', '.join(optional)}" if optional else "") + ")")
+        raise InvalidInput(
+            f"{source}:{reader.line_num}: unknown column {unknown[0]!r} "
+            f"(expected {', '.join(required)}"
+            + (f"; optional {', '.join(optional)}" if optional else "")
+            + ")"
+        )
     missing = [name for name in required if name not in header]
     if missing:
         raise InvalidInput(f"{source}:{reader.line_num}: missing column {missing[0]!r}")
     duplicated = {name for name in header if header.count(name) > 1}
     if duplicated:
-        raise InvalidInput(f"{source}:{reader.line_num}: column {sorted(duplicated)[0]!r} "
-                           "appears twice")
+        raise InvalidInput(
+            f"{source}:{reader.line_num}: column {sorted(duplicated)[0]!r} appears twice"
+        )
     width = len(header)
     previous_end = reader.line_num
     while True:
@@ -120,8 +130,9 @@ def _not_utf8(stream: IO[str], source: str, reader) -> InvalidInput:
         with open(name, "rb") as raw:
             for number, chunk in enumerate(raw, start=1):
                 try:
-                    (chunk[3:] if number == 1 and chunk.startswith(b"\xef\xbb\xbf")
-                     else chunk).decode("utf-8")
+                    (
+                        chunk[3:] if number == 1 and chunk.startswith(b"\xef\xbb\xbf") else chunk
+                    ).decode("utf-8")
                 except UnicodeDecodeError:
                     line = number
                     break

@@ -24,13 +24,17 @@ def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise InvalidInput("the database URL is malformed (expected sqlite:///FILE or "
-                           "postgresql+psycopg://user@host/db)") from None
+        raise InvalidInput(
+            "the database URL is malformed (expected sqlite:///FILE or "
+            "postgresql+psycopg://user@host/db)"
+        ) from None
     if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise InvalidInput(f"unsupported database {parsed.get_backend_name()!r}: "
-                           "use sqlite:///FILE or postgresql+psycopg://...")
+        raise InvalidInput(
+            f"unsupported database {parsed.get_backend_name()!r}: "
+            "use sqlite:///FILE or postgresql+psycopg://..."
+        )
     return parsed
 
 
@@ -41,8 +45,9 @@ def masked_url(url: str | URL) -> str:
 
 
 def describe_target(url: URL) -> str:
-    return target_description(url.get_backend_name(), database=url.database, host=url.host,
-                              port=url.port)
+    return target_description(
+        url.get_backend_name(), database=url.database, host=url.host, port=url.port
+    )
 
 
 def create_engine(url: str) -> Engine:
@@ -56,7 +61,8 @@ def create_engine(url: str) -> Engine:
         sa.event.listen(engine, "begin", _begin_immediate)
         return engine
     return sa.create_engine(
-        parsed, connect_args={"connect_timeout": 5, "application_name": "portalctl"},
+        parsed,
+        connect_args={"connect_timeout": 5, "application_name": "portalctl"},
         pool_pre_ping=False,
     )
 
@@ -103,7 +109,8 @@ def translate_database_errors(url: URL) -> Iterator[None]:
     except exc.DatabaseError as error:
         if NOT_A_DATABASE in str(error.orig):
             raise DatabaseUnavailable(
-                f"cannot use the database ({describe_target(url)}): {NOT_A_DATABASE}") from None
+                f"cannot use the database ({describe_target(url)}): {NOT_A_DATABASE}"
+            ) from None
         raise
 
 
@@ -111,8 +118,17 @@ def _is_connection_failure(error) -> bool:
     if error.connection_invalidated:
         return True
     text = str(error.orig).lower()
-    markers = ("connection", "could not", "unable to open", "timeout expired", "server closed",
-               "does not exist", "authentication", "no password", "role")
+    markers = (
+        "connection",
+        "could not",
+        "unable to open",
+        "timeout expired",
+        "server closed",
+        "does not exist",
+        "authentication",
+        "no password",
+        "role",
+    )
     return any(marker in text for marker in markers) and "lock" not in text
 
 

@@ -49,7 +49,10 @@ def email_address_problem(address: str) -> str | None:
     if not local or len(local) > MAX_LOCAL_LENGTH or not _LOCAL.fullmatch(local):
         return "the part before @ is not a plain mailbox name"
     labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels[:-1]) \
-            or not _TOP_LABEL.fullmatch(labels[-1]):
+    if (
+        len(labels) < 2
+        or not all(_LABEL.fullmatch(label) for label in labels[:-1])
+        or not _TOP_LABEL.fullmatch(labels[-1])
+    ):
         return "the part after @ is not a domain name such as example.org"
     return None

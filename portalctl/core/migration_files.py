@@ -14,7 +14,9 @@ from importlib import resources
 
 from portalctl.core.errors import DatabaseUnavailable
 
-_FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<only>sqlite|postgresql))?\.sql")
+_FILE_NAME = re.compile(
+    r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<only>sqlite|postgresql))?\.sql"
+)
 
 PLACEHOLDERS = {
     "sqlite": {
@@ -58,13 +60,15 @@ def available_migrations(dialect: str) -> list[Migration]:
         version = match["version"]
         if version in found:
             raise RuntimeError(f"two migrations share version {version}")
-        found[version] = Migration(version, match["name"], entry.name,
-                                   entry.read_text(encoding="utf-8"))
+        found[version] = Migration(
+            version, match["name"], entry.name, entry.read_text(encoding="utf-8")
+        )
     return [found[version] for version in sorted(found)]
 
 
-def compare_with_files(applied_checksums: Mapping[str, str], dialect: str
-                       ) -> tuple[list[Migration], list[str]]:
+def compare_with_files(
+    applied_checksums: Mapping[str, str], dialect: str
+) -> tuple[list[Migration], list[str]]:
     """(pending migrations, file names of applied migrations edited since) for a database."""
     pending, edited = [], []
     for migration in available_migrations(dialect):

@@ -18,8 +18,14 @@ from portalctl.core.migration_files import (
 )
 from portalctl.core.schema import schema_migrations
 
-__all__ = ["Migration", "MigrationState", "apply_pending", "available_migrations",
-           "ensure_current", "migration_state"]
+__all__ = [
+    "Migration",
+    "MigrationState",
+    "apply_pending",
+    "available_migrations",
+    "ensure_current",
+    "migration_state",
+]
 
 _CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -41,11 +47,12 @@ def migration_state(connection: Connection) -> MigrationState:
     dialect = connection.dialect.name
     if not sa.inspect(connection).has_table("schema_migrations"):
         return MigrationState([], available_migrations(dialect), [])
-    rows = connection.execute(
-        sa.select(schema_migrations).order_by(schema_migrations.c.version)
-    ).mappings().all()
-    pending, edited = compare_with_files({row["version"]: row["checksum"] for row in rows},
-                                         dialect)
+    rows = (
+        connection.execute(sa.select(schema_migrations).order_by(schema_migrations.c.version))
+        .mappings()
+        .all()
+    )
+    pending, edited = compare_with_files({row["version"]: row["checksum"] for row in rows}, dialect)
     return MigrationState([dict(row) for row in rows], pending, edited)
 
 
@@ -59,16 +66,21 @@ def apply_pending(engine: Engine, *, now: datetime) -> list[Migration]:
     if state.edited:
         raise DatabaseUnavailable(
             "refusing to migrate: applied migration(s) were edited since they ran: "
-            + ", ".join(state.edited) + " (add a new migration instead)"
+            + ", ".join(state.edited)
+            + " (add a new migration instead)"
         )
     applied = []
     for migration in state.pending:
         with engine.begin() as connection:
             _run_script(connection, migration.sql_for(dialect))
-            connection.execute(schema_migrations.insert().values(
-                version=migration.version, name=migration.name,
-                checksum=migration.checksum, applied_at=now,
-            ))
+            connection.execute(
+                schema_migrations.insert().values(
+                    version=migration.version,
+                    name=migration.name,
+                    checksum=migration.checksum,
+                    applied_at=now,
+                )
+            )
         applied.append(migration)
     return applied
 
@@ -86,5 +98,6 @@ def _run_script(connection: Connection, script: str) -> None:
 def ensure_current(connection: Connection) -> None:
     """Refuse to work on a database that is missing migrations (exit 6 with what to run)."""
     state = migration_state(connection)
-    require_current({row["version"]: row["checksum"] for row in state.applied},
-                    connection.dialect.name)
+    require_current(
+        {row["version"]: row["checksum"] for row in state.applied}, connection.dialect.name
+    )

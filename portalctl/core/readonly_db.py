@@ -46,8 +46,9 @@ class ConnectionTarget:
         parsed = parse_url(url)
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database
-            return cls("sqlite", sqlite_path=None if database in (None, "", ":memory:")
-                       else database)
+            return cls(
+                "sqlite", sqlite_path=None if database in (None, "", ":memory:") else database
+            )
         rendered = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
         return cls("postgresql", conninfo=rendered)
 
@@ -58,8 +59,9 @@ def refuse_missing_sqlite_file(path: str | None) -> None:
         raise DatabaseUnavailable(f"no database at {path}: run `portalctl db init` to create it")
 
 
-def target_description(backend: str, *, database: str | None, host: str | None = None,
-                       port: int | str | None = None) -> str:
+def target_description(
+    backend: str, *, database: str | None, host: str | None = None, port: int | str | None = None
+) -> str:
     if backend == "sqlite":
         return f"SQLite file {database or ':memory:'}"
     return f"PostgreSQL at {host or 'localhost'}:{port or 5432}/{database or ''}"
@@ -102,14 +104,16 @@ def _open_sqlite(target: ConnectionTarget):
 
     refuse_missing_sqlite_file(target.sqlite_path)
     try:
-        connection = sqlite3.connect(target.sqlite_path or ":memory:", timeout=30,
-                                     isolation_level=None)
+        connection = sqlite3.connect(
+            target.sqlite_path or ":memory:", timeout=30, isolation_level=None
+        )
         connection.execute("PRAGMA query_only = ON")
         connection.execute("BEGIN")  # one snapshot for every read of the command
     except sqlite3.Error as error:
         raise DatabaseUnavailable(
             f"cannot reach the database ({target_description('sqlite', database=target.sqlite_path)}"
-            f"): {error}") from None
+            f"): {error}"
+        ) from None
     return connection
 
 
@@ -118,24 +122,29 @@ def _open_postgresql(target: ConnectionTarget):
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        connection = psycopg.connect(target.conninfo, connect_timeout=5,
-                                     application_name="portalctl")
+        connection = psycopg.connect(
+            target.conninfo, connect_timeout=5, application_name="portalctl"
+        )
     except psycopg.Error as error:
         try:
             parts = conninfo_to_dict(target.conninfo)
         except psycopg.Error:
             parts = {}
-        where = target_description("postgresql", database=parts.get("dbname"),
-                                   host=parts.get("host"), port=parts.get("port"))
+        where = target_description(
+            "postgresql",
+            database=parts.get("dbname"),
+            host=parts.get("host"),
+            port=parts.get("port"),
+        )
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DatabaseUnavailable(f"cannot reach the database ({where}): {first_line[:300]}"
-                                  ) from None
+        raise DatabaseUnavailable(
+            f"cannot reach the database ({where}): {first_line[:300]}"
+        ) from None
     connection.read_only = True
     return connection
 
 
-def _applied_checksums(connection: ReadOnlyConnection, target: ConnectionTarget
-                       ) -> dict[str, str]:
+def _applied_checksums(connection: ReadOnlyConnection, target: ConnectionTarget) -> dict[str, str]:
     """version -> checksum of the applied migrations; empty when there is no schema at all."""
     try:
         rows = connection.rows("SELECT version, checksum FROM schema_migrations")
@@ -145,7 +154,8 @@ def _applied_checksums(connection: ReadOnlyConnection, target: ConnectionTarget
             return {}
         if NOT_A_DATABASE in str(error):
             where = target_description("sqlite", database=target.sqlite_path)
-            raise DatabaseUnavailable(f"cannot use the database ({where}): {NOT_A_DATABASE}"
-                                      ) from None
+            raise DatabaseUnavailable(
+                f"cannot use the database ({where}): {NOT_A_DATABASE}"
+            ) from None
         raise
     return {row["version"]: row["checksum"] for row in rows}

@@ -35,13 +35,16 @@ def to_plain(value: Any, *, reveal: bool = False) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_plain(v, reveal=reveal) for v in value]
     if hasattr(value, "__dataclass_fields__"):
-        return {name: to_plain(getattr(value, name), reveal=reveal)
-                for name in value.__dataclass_fields__}
+        return {
+            name: to_plain(getattr(value, name), reveal=reveal)
+            for name in value.__dataclass_fields__
+        }
     return value
 
 
-def render(data: Any, fmt: str, *, reveal: bool = False,
-           columns: Sequence[str] | None = None) -> str:
+def render(
+    data: Any, fmt: str, *, reveal: bool = False, columns: Sequence[str] | None = None
+) -> str:
     """A listing (sequence) or one record (mapping) as text in ``fmt``."""
     plain = to_plain(data, reveal=reveal)
     if fmt == "json":
@@ -109,15 +112,23 @@ def _vertical_table(record: dict) -> str:
 
     body = []
     for key, value in record.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict) and \
-                set(value[0]) != {"tin", "role"}:
+        if (
+            isinstance(value, list)
+            and value
+            and isinstance(value[0], dict)
+            and set(value[0]) != {"tin", "role"}
+        ):
             body.append([key, f"({len(value)} rows below)"])
         else:
             body.append([key, _one_line(cell_text(value))])
     text = tabulate(body, tablefmt="plain", disable_numparse=True)
     for key, value in record.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict) and \
-                set(value[0]) != {"tin", "role"}:
+        if (
+            isinstance(value, list)
+            and value
+            and isinstance(value[0], dict)
+            and set(value[0]) != {"tin", "role"}
+        ):
             text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
     return text
 

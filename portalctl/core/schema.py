@@ -38,7 +38,8 @@ JSONText = sa.JSON()
 metadata = sa.MetaData()
 
 schema_migrations = sa.Table(
-    "schema_migrations", metadata,
+    "schema_migrations",
+    metadata,
     sa.Column("version", sa.String(4), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("checksum", sa.String(64), nullable=False),
@@ -46,7 +47,8 @@ schema_migrations = sa.Table(
 )
 
 organisations = sa.Table(
-    "organisations", metadata,
+    "organisations",
+    metadata,
     sa.Column("tin", sa.String(9), primary_key=True),
     sa.Column("name", sa.String(200)),
     sa.Column("failed_code_attempts", sa.Integer, nullable=False, server_default="0"),
@@ -54,7 +56,8 @@ organisations = sa.Table(
 )
 
 accounts = sa.Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("username", sa.String(254), nullable=False),
     sa.Column("email", sa.String(254), nullable=False),
@@ -70,7 +73,8 @@ accounts = sa.Table(
 )
 
 account_tins = sa.Table(
-    "account_tins", metadata,
+    "account_tins",
+    metadata,
     sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), primary_key=True),
     sa.Column("tin", sa.String(9), sa.ForeignKey("organisations.tin"), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
@@ -78,7 +82,8 @@ account_tins = sa.Table(
 )
 
 registration_codes = sa.Table(
-    "registration_codes", metadata,
+    "registration_codes",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("tin", sa.String(9), sa.ForeignKey("organisations.tin"), nullable=False),
     sa.Column("code_hmac", sa.String(64), nullable=False),
@@ -97,7 +102,8 @@ registration_codes = sa.Table(
 )
 
 outbox = sa.Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("message_id", sa.String(250), nullable=False),
@@ -120,7 +126,8 @@ outbox = sa.Table(
 )
 
 consolidation_batches = sa.Table(
-    "consolidation_batches", metadata,
+    "consolidation_batches",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("file_name", sa.String(500), nullable=False),
     sa.Column("file_sha256", sa.String(64), nullable=False),
@@ -138,7 +145,8 @@ consolidation_batches = sa.Table(
 )
 
 consolidations = sa.Table(
-    "consolidations", metadata,
+    "consolidations",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("consolidation_batches.id")),
     sa.Column("line", sa.Integer),
@@ -151,7 +159,8 @@ consolidations = sa.Table(
 )
 
 audit_log = sa.Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("operator", sa.String(100), nullable=False),
@@ -163,5 +172,13 @@ audit_log = sa.Table(
 )
 
 # The tables `db status` counts, in the order it shows them.
-DATA_TABLES = (organisations, accounts, account_tins, registration_codes, outbox,
-               consolidation_batches, consolidations, audit_log)
+DATA_TABLES = (
+    organisations,
+    accounts,
+    account_tins,
+    registration_codes,
+    outbox,
+    consolidation_batches,
+    consolidations,
+    audit_log,
+)

@@ -17,10 +17,25 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 def hash_secret(plain: str) -> str:
     """``scrypt$n$r$p$salt$hash`` for a password or a normalised security answer."""
     salt = os.urandom(16)
-    digest = hashlib.scrypt(plain.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P,
-                            maxmem=64 * 1024 * 1024, dklen=32)
-    return "$".join(["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P),
-                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+    digest = hashlib.scrypt(
+        plain.encode(),
+        salt=salt,
+        n=_SCRYPT_N,
+        r=_SCRYPT_R,
+        p=_SCRYPT_P,
+        maxmem=64 * 1024 * 1024,
+        dklen=32,
+    )
+    return "$".join(
+        [
+            "scrypt",
+            str(_SCRYPT_N),
+            str(_SCRYPT_R),
+            str(_SCRYPT_P),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        ]
+    )
 
 
 def verify_secret(plain: str, stored: str | None) -> bool:
@@ -32,8 +47,15 @@ def verify_secret(plain: str, stored: str | None) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(plain.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
-                                p=int(p), maxmem=64 * 1024 * 1024, dklen=len(expected))
+        actual = hashlib.scrypt(
+            plain.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=64 * 1024 * 1024,
+            dklen=len(expected),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)

@@ -10,8 +10,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 def escape_controls(text: str) -> str:
     """Control characters (ESC, CR, LF, NUL, C1...) as ``\\x1b``-style escapes; the rest as is."""
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"),
-                        text)
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def has_controls(text: str) -> bool:

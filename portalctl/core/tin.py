@@ -21,7 +21,9 @@ class Tin:
 
     def __post_init__(self) -> None:
         if not (len(self.digits) == 9 and self.digits.isdigit() and self.digits.isascii()):
-            raise InvalidInput(f"invalid TIN {_quote(mask_text(self.digits))}: expected nine digits")
+            raise InvalidInput(
+                f"invalid TIN {_quote(mask_text(self.digits))}: expected nine digits"
+            )
         if self.digits == "000000000":
             raise InvalidInput("invalid TIN: 000000000 is not a Tax ID")
 

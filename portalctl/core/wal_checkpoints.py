@@ -27,8 +27,9 @@ RESTART_FRAMES = 25_000
 
 
 @contextmanager
-def checkpoints_in_background(connection: Connection, *, restart_frames: int = RESTART_FRAMES,
-                              interval: float = 0.02) -> Iterator[Callable[[], None]]:
+def checkpoints_in_background(
+    connection: Connection, *, restart_frames: int = RESTART_FRAMES, interval: float = 0.02
+) -> Iterator[Callable[[], None]]:
     """For the block, checkpoint ``connection``'s SQLite database from a background thread; yields
     the function to call between two of the block's transactions. Elsewhere (PostgreSQL, an
     in-memory database) it does nothing. Must be entered and left outside a transaction."""
@@ -96,7 +97,8 @@ class _Checkpointer(threading.Thread):
             database.execute("PRAGMA synchronous = NORMAL")
             while not self._stopping.wait(self.interval):
                 _busy, log_frames, _copied = database.execute(
-                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).fetchone()
                 self.log_frames = max(log_frames, 0)
         except Exception:  # whatever stops it, the writer's automatic checkpoints take over
             self.failed = True

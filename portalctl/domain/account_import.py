@@ -45,17 +45,29 @@ _STAGE = "import_accounts"
 BULK_LINKS = 100_000
 # One staging table for accounts (kind 'a') and their links (kind 'l'), so one COPY stream.
 _STAGE_COLUMNS = [
-    ("line", "INTEGER"), ("kind", "CHAR(1)"), ("username_key", "VARCHAR(254)"),
-    ("username", "VARCHAR(254)"), ("email", "VARCHAR(254)"), ("full_name", "VARCHAR(200)"),
-    ("status", "VARCHAR(16)"), ("security_question", "VARCHAR(300)"),
-    ("security_answer_hash", "VARCHAR(300)"), ("password_hash", "VARCHAR(300)"),
-    ("tin", "CHAR(9)"), ("role", "VARCHAR(16)"),
+    ("line", "INTEGER"),
+    ("kind", "CHAR(1)"),
+    ("username_key", "VARCHAR(254)"),
+    ("username", "VARCHAR(254)"),
+    ("email", "VARCHAR(254)"),
+    ("full_name", "VARCHAR(200)"),
+    ("status", "VARCHAR(16)"),
+    ("security_question", "VARCHAR(300)"),
+    ("security_answer_hash", "VARCHAR(300)"),
+    ("password_hash", "VARCHAR(300)"),
+    ("tin", "CHAR(9)"),
+    ("role", "VARCHAR(16)"),
 ]
 
 
-def import_accounts_csv(connection: Connection, path: Path, *, operator: str,
-                        now: datetime | None = None, bulk_links: int = BULK_LINKS
-                        ) -> dict[str, Any]:
+def import_accounts_csv(
+    connection: Connection,
+    path: Path,
+    *,
+    operator: str,
+    now: datetime | None = None,
+    bulk_links: int = BULK_LINKS,
+) -> dict[str, Any]:
     """Import every row or none: per-row checks while staging, then file-wide checks in SQL."""
     now = now or utc_now()
     stream, source = open_csv_text(path)
@@ -64,15 +76,21 @@ def import_accounts_csv(connection: Connection, path: Path, *, operator: str,
     create_staging_table(connection, _STAGE, _STAGE_COLUMNS)
     with stream:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS],
-                           _staged_rows(records, errors))
+        staged = load_rows(
+            connection, _STAGE, [c for c, _ in _STAGE_COLUMNS], _staged_rows(records, errors)
+        )
     _check_usernames(connection, errors)
     errors.raise_if_any()
     counts = _apply(connection, operator=operator, now=now, bulk_links=bulk_links)
     drop_staging_table(connection, _STAGE)
-    record_audit(connection, operator=operator, action="account.import_file",
-                 target=f"file:{Path(source).name}", now=now,
-                 details={"file": source, "rows_staged": staged, **counts})
+    record_audit(
+        connection,
+        operator=operator,
+        action="account.import_file",
+        target=f"file:{Path(source).name}",
+        now=now,
+        details={"file": source, "rows_staged": staged, **counts},
+    )
     return {"file": source, **counts}
 
 
@@ -100,9 +118,22 @@ def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
         raise InvalidInput("security_question and security_answer go together")
     password = values.get("password")
     key = username.lower()
-    rows = [(line, "a", key, username, email, full_name, status, question,
-             hash_secret(normalise_answer(answer)) if answer else None,
-             hash_secret(password) if password else None, None, None)]
+    rows = [
+        (
+            line,
+            "a",
+            key,
+            username,
+            email,
+            full_name,
+            status,
+            question,
+            hash_secret(normalise_answer(answer)) if answer else None,
+            hash_secret(password) if password else None,
+            None,
+            None,
+        )
+    ]
     tins = values.get("tins")
     if tins:
         linked: set[str] = set()
@@ -115,45 +146,71 @@ def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
             if digits in linked:
                 raise InvalidInput(f"TIN {mask_tin(digits)} is listed twice")
             linked.add(digits)
-            rows.append((line, "l", key, None, None, None, None, None, None, None, digits,
-                         clean_role(role) if role else "user"))
+            rows.append(
+                (
+                    line,
+                    "l",
+                    key,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    digits,
+                    clean_role(role) if role else "user",
+                )
+            )
     return rows
 
 
 def _check_usernames(connection: Connection, errors: CsvErrors) -> None:
     """Usernames repeated in the file, or already taken in the database (case-insensitive)."""
-    repeated = connection.execute(sa.text(f"""
+    repeated = connection.execute(
+        sa.text(f"""
         SELECT s.line, s.username, first.line AS first_line
         FROM {_STAGE} s
         JOIN (SELECT username_key, MIN(line) AS line FROM {_STAGE} WHERE kind = 'a'
               GROUP BY username_key HAVING COUNT(*) > 1) first
           ON first.username_key = s.username_key AND s.line > first.line
-        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")).all()
+        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")
+    ).all()
     for line, username, first_line in repeated:
         errors.add(line, f"username {username!r} repeats line {first_line}")
-    taken = connection.execute(sa.text(f"""
+    taken = connection.execute(
+        sa.text(f"""
         SELECT s.line, s.username FROM {_STAGE} s
         JOIN accounts a ON lower(a.username) = s.username_key
-        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")).all()
+        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")
+    ).all()
     for line, username in taken:
         errors.add(line, f"username {username!r} is already taken")
 
 
-def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: int
-           ) -> dict[str, int]:
+def _apply(
+    connection: Connection, *, operator: str, now: datetime, bulk_links: int
+) -> dict[str, int]:
     params = {"now": now, "operator": operator}
     typed = [sa.bindparam("now", type_=UTCDateTime)]
-    organisations_created = connection.execute(sa.text(f"""
+    organisations_created = connection.execute(
+        sa.text(f"""
         INSERT INTO organisations (tin, failed_code_attempts, created_at)
         SELECT DISTINCT tin, 0, :now FROM {_STAGE} s
         WHERE kind = 'l' AND NOT EXISTS (SELECT 1 FROM organisations o WHERE o.tin = s.tin)
-    """).bindparams(*typed), params).rowcount
-    accounts_staged, links_staged = connection.execute(sa.text(
-        f"SELECT SUM(CASE WHEN kind = 'a' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN kind = 'l' THEN 1 ELSE 0 END) FROM {_STAGE}")).one()
+    """).bindparams(*typed),
+        params,
+    ).rowcount
+    accounts_staged, links_staged = connection.execute(
+        sa.text(
+            f"SELECT SUM(CASE WHEN kind = 'a' THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN kind = 'l' THEN 1 ELSE 0 END) FROM {_STAGE}"
+        )
+    ).one()
     # (Rebuilding the accounts' indexes instead measured no faster: these inserts come in key
     # order and mostly append.)
-    accounts_created = connection.execute(sa.text(f"""
+    accounts_created = connection.execute(
+        sa.text(f"""
         INSERT INTO accounts (username, email, full_name, status, password_hash,
                               security_question, security_answer_hash, failed_verifications,
                               created_at, updated_at)
@@ -161,36 +218,51 @@ def _apply(connection: Connection, *, operator: str, now: datetime, bulk_links: 
                security_answer_hash, 0, :now, :now
         FROM {_STAGE} WHERE kind = 'a'
         ORDER BY username_key  -- keys in index order: appends, not page splits all over
-    """).bindparams(*typed), params).rowcount
+    """).bindparams(*typed),
+        params,
+    ).rowcount
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("ANALYZE accounts")  # it may have just grown many-fold
     with _loading(connection, "account_tins", links_staged or 0, bulk_rows=bulk_links):
-        links_created = connection.execute(sa.text(f"""
+        links_created = connection.execute(
+            sa.text(f"""
             INSERT INTO account_tins (account_id, tin, role, linked_at)
             SELECT a.id, s.tin, s.role, :now
             FROM {_STAGE} s JOIN accounts a ON lower(a.username) = s.username_key
             WHERE s.kind = 'l' ORDER BY a.id, s.tin
-        """).bindparams(*typed), params).rowcount
-    with _loading(connection, "audit_log", accounts_staged or 0, bulk_rows=bulk_links,
-                  foreign_keys=False):
-        connection.execute(sa.text(f"""
+        """).bindparams(*typed),
+            params,
+        ).rowcount
+    with _loading(
+        connection, "audit_log", accounts_staged or 0, bulk_rows=bulk_links, foreign_keys=False
+    ):
+        connection.execute(
+            sa.text(f"""
             INSERT INTO audit_log (at, operator, action, target, account, details)
             SELECT :now, :operator, 'account.import', 'account:' || username, username, :details
             FROM {_STAGE} WHERE kind = 'a' ORDER BY username_key
         """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
-            {**params, "details": {"source": "accounts import"}})
-    return {"accounts_created": accounts_created, "links_created": links_created,
-            "organisations_created": organisations_created}
+            {**params, "details": {"source": "accounts import"}},
+        )
+    return {
+        "accounts_created": accounts_created,
+        "links_created": links_created,
+        "organisations_created": organisations_created,
+    }
 
 
-def _loading(connection: Connection, table: str, rows: int, *, bulk_rows: int,
-             foreign_keys: bool = True):
+def _loading(
+    connection: Connection, table: str, rows: int, *, bulk_rows: int, foreign_keys: bool = True
+):
     """The block inserting ``rows`` into ``table``: from ``bulk_rows`` on (PostgreSQL), with
     its foreign keys checked once, and its indexes rebuilt when the rows at least double it."""
     if rows < bulk_rows or connection.dialect.name != "postgresql":
         return nullcontext()
-    size = int(connection.exec_driver_sql(
-        "SELECT reltuples FROM pg_class WHERE oid = %(table)s::regclass",
-        {"table": table}).scalar_one())  # an estimate: counting a big table costs seconds
-    return bulk_load(connection, table, foreign_keys=foreign_keys,
-                     rebuild_indexes=rows >= max(size, 0))
+    size = int(
+        connection.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = %(table)s::regclass", {"table": table}
+        ).scalar_one()
+    )  # an estimate: counting a big table costs seconds
+    return bulk_load(
+        connection, table, foreign_keys=foreign_keys, rebuild_indexes=rows >= max(size, 0)
+    )

@@ -43,20 +43,20 @@ def lookup_one(connection: ReadOnlyConnection, *, username: str, tin: str) -> di
     return found
 
 
-def lookup_accounts(connection: ReadOnlyConnection,
-                    queries: Sequence[tuple[str, Tin]]) -> list[dict[str, Any] | None]:
+def lookup_accounts(
+    connection: ReadOnlyConnection, queries: Sequence[tuple[str, Tin]]
+) -> list[dict[str, Any] | None]:
     """Many look-ups at once (two statements per 500 queries); None where there is no match."""
     wanted = [(username.strip().lower(), tin.reveal()) for username, tin in queries]
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for start in range(0, len(wanted), _QUERIES_PER_STATEMENT):
-        chunk = sorted(set(wanted[start:start + _QUERIES_PER_STATEMENT]))
+        chunk = sorted(set(wanted[start : start + _QUERIES_PER_STATEMENT]))
         params: dict[str, str] = {}
         for index, (username, tin) in enumerate(chunk):
             params[f"u{index}"], params[f"t{index}"] = username, tin
         usernames = ", ".join(f":u{index}" for index in range(len(chunk)))
         pairs = ", ".join(f"(:u{index}, :t{index})" for index in range(len(chunk)))
-        rows = connection.rows(_MATCHING_ACCOUNTS.format(usernames=usernames, pairs=pairs),
-                               params)
+        rows = connection.rows(_MATCHING_ACCOUNTS.format(usernames=usernames, pairs=pairs), params)
         links = _links_of(connection, sorted({row["id"] for row in rows}))
         for row in rows:
             by_key[(row["username"].lower(), row["matched_tin"])] = {
@@ -90,16 +90,20 @@ def lookup_from_csv(connection: ReadOnlyConnection, path: Path) -> list[dict[str
             try:
                 if record.problem:
                     raise InvalidInput(record.problem)
-                queries.append((record.line, record.values["username"],
-                                Tin.parse(record.values["tin"])))
+                queries.append(
+                    (record.line, record.values["username"], Tin.parse(record.values["tin"]))
+                )
             except PortalError as error:
                 errors.add(record.line, error.message)
     errors.raise_if_any()
     found = lookup_accounts(connection, [(username, tin) for _, username, tin in queries])
     results = []
     for (line, username, _tin), account in zip(queries, found):
-        row: dict[str, Any] = {"line": line, "query_username": username,
-                               "found": account is not None}
+        row: dict[str, Any] = {
+            "line": line,
+            "query_username": username,
+            "found": account is not None,
+        }
         row.update(account or {})
         results.append(row)
     return results

@@ -25,21 +25,24 @@ def parse_tin_with_role(text: str, *, default_role: str = "user") -> tuple[Tin, 
     return Tin.parse(tin_text), clean_role(role) if role else default_role
 
 
-def create_account_from_options(connection: Connection, *, tins: list[str],
-                                **fields: Any) -> dict[str, Any]:
+def create_account_from_options(
+    connection: Connection, *, tins: list[str], **fields: Any
+) -> dict[str, Any]:
     return create_account(connection, tins=[parse_tin_with_role(t) for t in tins], **fields)
 
 
-def find_accounts_matching(connection: Connection, *, tin: str | None, **filters: Any
-                           ) -> list[dict[str, Any]]:
+def find_accounts_matching(
+    connection: Connection, *, tin: str | None, **filters: Any
+) -> list[dict[str, Any]]:
     return find_accounts(connection, AccountQuery(tin=Tin.parse(tin) if tin else None, **filters))
 
 
 _FIND_COLUMNS = ("username", "email", "name", "tin", "status")
 
 
-def find_accounts_from_csv(connection: Connection, path: Path, *, exact: bool, limit: int
-                           ) -> list[dict[str, Any]]:
+def find_accounts_from_csv(
+    connection: Connection, path: Path, *, exact: bool, limit: int
+) -> list[dict[str, Any]]:
     """Run one search per CSV row; each result names the line of the query that found it."""
     stream, source = open_csv_text(path)
     errors = CsvErrors(source)
@@ -60,6 +63,7 @@ def find_accounts_from_csv(connection: Connection, path: Path, *, exact: bool, l
     errors.raise_if_any()
     results = []
     for line, query in queries:
-        results.extend({"query_line": line, **account} for account in find_accounts(connection,
-                                                                                    query))
+        results.extend(
+            {"query_line": line, **account} for account in find_accounts(connection, query)
+        )
     return results

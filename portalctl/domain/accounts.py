@@ -45,7 +45,9 @@ class AccountQuery:
 
 def get_account_row(connection: Connection, username: str, *, for_update: bool = False):
     """The account row by username (case-insensitive), or NotFound."""
-    query = sa.select(accounts).where(sa.func.lower(accounts.c.username) == username.strip().lower())
+    query = sa.select(accounts).where(
+        sa.func.lower(accounts.c.username) == username.strip().lower()
+    )
     if for_update and connection.dialect.name == "postgresql":
         query = query.with_for_update()
     row = connection.execute(query).mappings().first()
@@ -61,7 +63,7 @@ def account_records(connection: Connection, rows: Sequence[Any]) -> list[dict[st
     merged_ids = {row["merged_into"] for row in rows if row["merged_into"] is not None}
     usernames: dict[int, str] = {}
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
+        chunk = ids[start : start + _CHUNK]
         for link in connection.execute(
             sa.select(account_tins.c.account_id, account_tins.c.tin, account_tins.c.role)
             .where(account_tins.c.account_id.in_(chunk))
@@ -71,25 +73,37 @@ def account_records(connection: Connection, rows: Sequence[Any]) -> list[dict[st
     merged_list = list(merged_ids)
     for start in range(0, len(merged_list), _CHUNK):
         for target in connection.execute(
-            sa.select(accounts.c.id, accounts.c.username)
-            .where(accounts.c.id.in_(merged_list[start:start + _CHUNK]))
+            sa.select(accounts.c.id, accounts.c.username).where(
+                accounts.c.id.in_(merged_list[start : start + _CHUNK])
+            )
         ):
             usernames[target.id] = target.username
-    return [{
-        "username": row["username"],
-        "email": row["email"],
-        "full_name": row["full_name"],
-        "status": row["status"],
-        "merged_into": usernames.get(row["merged_into"]) if row["merged_into"] else None,
-        "tins": links[row["id"]],
-    } for row in rows]
+    return [
+        {
+            "username": row["username"],
+            "email": row["email"],
+            "full_name": row["full_name"],
+            "status": row["status"],
+            "merged_into": usernames.get(row["merged_into"]) if row["merged_into"] else None,
+            "tins": links[row["id"]],
+        }
+        for row in rows
+    ]
 
 
-def create_account(connection: Connection, *, operator: str, username: str, email: str,
-                   full_name: str, tins: Iterable[tuple[Tin, str]] = (),
-                   password: str | None = None, security_question: str | None = None,
-                   security_answer: str | None = None,
-                   now: datetime | None = None) -> dict[str, Any]:
+def create_account(
+    connection: Connection,
+    *,
+    operator: str,
+    username: str,
+    email: str,
+    full_name: str,
+    tins: Iterable[tuple[Tin, str]] = (),
+    password: str | None = None,
+    security_question: str | None = None,
+    security_answer: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Create an active account (and any organisations its TINs need), audited."""
     now = now or utc_now()
     username = clean_username(username)
@@ -102,26 +116,45 @@ def create_account(connection: Connection, *, operator: str, username: str, emai
         raise InvalidInput("give both a security question and its answer, or neither")
     if _username_taken(connection, username):
         raise Refused(f"username {username!r} is already taken")
-    account_id = connection.execute(accounts.insert().values(
-        username=username, email=email, full_name=full_name, status="active",
-        password_hash=hash_secret(password) if password else None,
-        security_question=security_question.strip() if security_question else None,
-        security_answer_hash=(hash_secret(normalise_answer(security_answer))
-                              if security_answer else None),
-        created_at=now, updated_at=now,
-    ).returning(accounts.c.id)).scalar_one()
+    account_id = connection.execute(
+        accounts.insert()
+        .values(
+            username=username,
+            email=email,
+            full_name=full_name,
+            status="active",
+            password_hash=hash_secret(password) if password else None,
+            security_question=security_question.strip() if security_question else None,
+            security_answer_hash=(
+                hash_secret(normalise_answer(security_answer)) if security_answer else None
+            ),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(accounts.c.id)
+    ).scalar_one()
     for tin, role in links:
         ensure_organisation(connection, tin, now=now)
-        connection.execute(account_tins.insert().values(
-            account_id=account_id, tin=tin.reveal(), role=role, linked_at=now))
-    record_audit(connection, operator=operator, action="account.create",
-                 target=f"account:{username}", account=username, now=now,
-                 details={"email": email, "tins": [{"tin": t, "role": r} for t, r in links]})
+        connection.execute(
+            account_tins.insert().values(
+                account_id=account_id, tin=tin.reveal(), role=role, linked_at=now
+            )
+        )
+    record_audit(
+        connection,
+        operator=operator,
+        action="account.create",
+        target=f"account:{username}",
+        account=username,
+        now=now,
+        details={"email": email, "tins": [{"tin": t, "role": r} for t, r in links]},
+    )
     return account_records(connection, [get_account_row(connection, username)])[0]
 
 
-def ensure_organisation(connection: Connection, tin: Tin, *, now: datetime,
-                        name: str | None = None) -> bool:
+def ensure_organisation(
+    connection: Connection, tin: Tin, *, now: datetime, name: str | None = None
+) -> bool:
     """Create the organisation for a TIN if it is new; True when it was created."""
     exists = connection.execute(
         sa.select(organisations.c.tin).where(organisations.c.tin == tin.reveal())
@@ -133,16 +166,20 @@ def ensure_organisation(connection: Connection, tin: Tin, *, now: datetime,
 
 
 def _username_taken(connection: Connection, username: str) -> bool:
-    return connection.execute(
-        sa.select(accounts.c.id).where(sa.func.lower(accounts.c.username) == username.lower())
-    ).first() is not None
+    return (
+        connection.execute(
+            sa.select(accounts.c.id).where(sa.func.lower(accounts.c.username) == username.lower())
+        ).first()
+        is not None
+    )
 
 
 def find_accounts(connection: Connection, query: AccountQuery) -> list[dict[str, Any]]:
     """Accounts matching every filter: case-insensitive substrings, or exact with ``exact``."""
     if query.is_empty():
-        raise InvalidInput("give at least one filter: --username, --email, --name, --tin or "
-                           "--status")
+        raise InvalidInput(
+            "give at least one filter: --username, --email, --name, --tin or --status"
+        )
     statement = sa.select(accounts)
 
     def match(column, value: str):
@@ -160,14 +197,22 @@ def find_accounts(connection: Connection, query: AccountQuery) -> list[dict[str,
         statement = statement.where(match(accounts.c.full_name, query.name))
     if query.status:
         statement = statement.where(
-            accounts.c.status == clean_status(query.status, allowed=("active", "locked",
-                                                                     "disabled", "merged")))
+            accounts.c.status
+            == clean_status(query.status, allowed=("active", "locked", "disabled", "merged"))
+        )
     if query.tin:
-        statement = statement.where(accounts.c.id.in_(
-            sa.select(account_tins.c.account_id).where(account_tins.c.tin == query.tin.reveal())))
-    rows = connection.execute(
-        statement.order_by(sa.func.lower(accounts.c.username)).limit(query.limit)
-    ).mappings().all()
+        statement = statement.where(
+            accounts.c.id.in_(
+                sa.select(account_tins.c.account_id).where(account_tins.c.tin == query.tin.reveal())
+            )
+        )
+    rows = (
+        connection.execute(
+            statement.order_by(sa.func.lower(accounts.c.username)).limit(query.limit)
+        )
+        .mappings()
+        .all()
+    )
     return account_records(connection, rows)
 
 
@@ -175,24 +220,36 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     """Everything a rep needs on one screen: status, links, merged-in accounts, recent audit."""
     row = get_account_row(connection, username)
     record = account_records(connection, [row])[0]
-    merged_in = connection.execute(
-        sa.select(accounts.c.username).where(accounts.c.merged_into == row["id"])
-        .order_by(accounts.c.username)
-    ).scalars().all()
-    recent = connection.execute(
-        sa.select(audit_log.c.at, audit_log.c.operator, audit_log.c.action)
-        .where(sa.func.lower(audit_log.c.account) == row["username"].lower())
-        .order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(audit_limit)
-    ).mappings().all()
-    record.update({
-        "security_question": row["security_question"],
-        "has_password": row["password_hash"] is not None,
-        "failed_verifications": row["failed_verifications"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "merged_accounts": list(merged_in),
-        "recent_audit": [dict(entry) for entry in recent],
-    })
+    merged_in = (
+        connection.execute(
+            sa.select(accounts.c.username)
+            .where(accounts.c.merged_into == row["id"])
+            .order_by(accounts.c.username)
+        )
+        .scalars()
+        .all()
+    )
+    recent = (
+        connection.execute(
+            sa.select(audit_log.c.at, audit_log.c.operator, audit_log.c.action)
+            .where(sa.func.lower(audit_log.c.account) == row["username"].lower())
+            .order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
+            .limit(audit_limit)
+        )
+        .mappings()
+        .all()
+    )
+    record.update(
+        {
+            "security_question": row["security_question"],
+            "has_password": row["password_hash"] is not None,
+            "failed_verifications": row["failed_verifications"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "merged_accounts": list(merged_in),
+            "recent_audit": [dict(entry) for entry in recent],
+        }
+    )
     return record
 
 
@@ -205,9 +262,16 @@ class VerificationResult:
     status: str
 
 
-def verify_account(connection: Connection, *, operator: str, username: str,
-                   answer: str | None = None, password: str | None = None,
-                   max_failures: int = 5, now: datetime | None = None) -> VerificationResult:
+def verify_account(
+    connection: Connection,
+    *,
+    operator: str,
+    username: str,
+    answer: str | None = None,
+    password: str | None = None,
+    max_failures: int = 5,
+    now: datetime | None = None,
+) -> VerificationResult:
     """Check a caller's security answer or password; failures are counted and lock the account."""
     now = now or utc_now()
     if (answer is None) == (password is None):
@@ -218,20 +282,35 @@ def verify_account(connection: Connection, *, operator: str, username: str,
     if answer is not None:
         if not row["security_answer_hash"]:
             raise Refused(f"account {row['username']!r} has no security question")
-        method, ok = "security_answer", verify_secret(normalise_answer(answer),
-                                                      row["security_answer_hash"])
+        method, ok = (
+            "security_answer",
+            verify_secret(normalise_answer(answer), row["security_answer_hash"]),
+        )
     else:
         if not row["password_hash"]:
             raise Refused(f"account {row['username']!r} has no password")
         method, ok = "password", verify_secret(password, row["password_hash"])
     failures = 0 if ok else row["failed_verifications"] + 1
     status = "locked" if failures >= max_failures else row["status"]
-    connection.execute(accounts.update().where(accounts.c.id == row["id"]).values(
-        failed_verifications=failures, status=status, updated_at=now))
-    record_audit(connection, operator=operator, action="account.verify",
-                 target=f"account:{row['username']}", account=row["username"], now=now,
-                 details={"method": method, "verified": ok, "failed_verifications": failures,
-                          "locked": status == "locked"})
+    connection.execute(
+        accounts.update()
+        .where(accounts.c.id == row["id"])
+        .values(failed_verifications=failures, status=status, updated_at=now)
+    )
+    record_audit(
+        connection,
+        operator=operator,
+        action="account.verify",
+        target=f"account:{row['username']}",
+        account=row["username"],
+        now=now,
+        details={
+            "method": method,
+            "verified": ok,
+            "failed_verifications": failures,
+            "locked": status == "locked",
+        },
+    )
     return VerificationResult(row["username"], ok, method, failures, status)
 
 
@@ -243,8 +322,15 @@ _STATUS_CHANGES = {
 }
 
 
-def change_account_status(connection: Connection, *, operator: str, username: str, action: str,
-                          reason: str, now: datetime | None = None) -> dict[str, Any]:
+def change_account_status(
+    connection: Connection,
+    *,
+    operator: str,
+    username: str,
+    action: str,
+    reason: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """unlock (locked -> active), disable (-> disabled) or enable (disabled -> active), audited."""
     now = now or utc_now()
     if not reason or not reason.strip():
@@ -253,16 +339,32 @@ def change_account_status(connection: Connection, *, operator: str, username: st
     row = get_account_row(connection, username, for_update=True)
     if row["status"] not in applies_to:
         raise Refused(f"account {row['username']!r} is {row['status']}; cannot {action} it")
-    connection.execute(accounts.update().where(accounts.c.id == row["id"]).values(
-        status=new_status, failed_verifications=0, updated_at=now))
-    record_audit(connection, operator=operator, action=f"account.{action}",
-                 target=f"account:{row['username']}", account=row["username"], now=now,
-                 details={"reason": reason.strip(), "from": row["status"], "to": new_status})
+    connection.execute(
+        accounts.update()
+        .where(accounts.c.id == row["id"])
+        .values(status=new_status, failed_verifications=0, updated_at=now)
+    )
+    record_audit(
+        connection,
+        operator=operator,
+        action=f"account.{action}",
+        target=f"account:{row['username']}",
+        account=row["username"],
+        now=now,
+        details={"reason": reason.strip(), "from": row["status"], "to": new_status},
+    )
     return account_records(connection, [get_account_row(connection, username)])[0]
 
 
-def record_reveal(connection: Connection, *, operator: str, command: str, target: str,
-                  now: datetime | None = None) -> None:
+def record_reveal(
+    connection: Connection, *, operator: str, command: str, target: str, now: datetime | None = None
+) -> None:
     """``--reveal`` shows full TINs: that itself is audited."""
-    record_audit(connection, operator=operator, action="tin.reveal", target=target, now=now,
-                 details={"command": command})
+    record_audit(
+        connection,
+        operator=operator,
+        action="tin.reveal",
+        target=target,
+        now=now,
+        details={"command": command},
+    )

@@ -15,25 +15,47 @@ from portalctl.core.schema import audit_log
 from portalctl.core.tin import Tin
 
 
-def record_audit(connection: Connection, *, operator: str, action: str, target: str | None,
-                 account: str | None = None, tin: Tin | None = None,
-                 details: dict[str, Any] | None = None, now: datetime | None = None) -> None:
+def record_audit(
+    connection: Connection,
+    *,
+    operator: str,
+    action: str,
+    target: str | None,
+    account: str | None = None,
+    tin: Tin | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
     """Write one audit record in the caller's transaction; TINs in ``details`` are masked."""
-    connection.execute(audit_log.insert().values(
-        at=now or utc_now(), operator=_one_line(operator), action=action,
-        target=_one_line(target) if target else None, account=account,
-        tin=tin.reveal() if tin else None,
-        details=to_plain(details or {}, reveal=False),
-    ))
+    connection.execute(
+        audit_log.insert().values(
+            at=now or utc_now(),
+            operator=_one_line(operator),
+            action=action,
+            target=_one_line(target) if target else None,
+            account=account,
+            tin=tin.reveal() if tin else None,
+            details=to_plain(details or {}, reveal=False),
+        )
+    )
 
 
-def audit_rows(operator: str, action: str, now: datetime,
-               rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def audit_rows(
+    operator: str, action: str, now: datetime, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Audit records for a bulk insert (``connection.execute(audit_log.insert(), rows)``)."""
-    return [{"at": now, "operator": _one_line(operator), "action": action,
-             "target": row.get("target"), "account": row.get("account"),
-             "tin": row["tin"].reveal() if isinstance(row.get("tin"), Tin) else row.get("tin"),
-             "details": to_plain(row.get("details") or {})} for row in rows]
+    return [
+        {
+            "at": now,
+            "operator": _one_line(operator),
+            "action": action,
+            "target": row.get("target"),
+            "account": row.get("account"),
+            "tin": row["tin"].reveal() if isinstance(row.get("tin"), Tin) else row.get("tin"),
+            "details": to_plain(row.get("details") or {}),
+        }
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -64,10 +86,18 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
     if f.tin:
         query = query.where(audit_log.c.tin == f.tin.reveal())
     rows = connection.execute(query.limit(f.limit)).mappings().all()
-    return [{"id": row["id"], "at": row["at"], "operator": row["operator"],
-             "action": row["action"], "target": row["target"],
-             "tin": Tin(row["tin"]) if row["tin"] else None,
-             "details": row["details"]} for row in rows]
+    return [
+        {
+            "id": row["id"],
+            "at": row["at"],
+            "operator": row["operator"],
+            "action": row["action"],
+            "target": row["target"],
+            "tin": Tin(row["tin"]) if row["tin"] else None,
+            "details": row["details"],
+        }
+        for row in rows
+    ]
 
 
 def _one_line(text: str) -> str:

@@ -30,9 +30,14 @@ OPTIONAL = ("provider_name", "org_name")
 _STAGE = "issue_codes"
 _NAME_MARK, _PROVIDER_MARK = "\ue000", "\ue001"  # private-use characters
 _STAGE_COLUMNS = [
-    ("line", "INTEGER"), ("tin", "CHAR(9)"), ("admin_name", "VARCHAR(200)"),
-    ("admin_email", "VARCHAR(254)"), ("provider_name", "VARCHAR(200)"),
-    ("org_name", "VARCHAR(200)"), ("code_hmac", "CHAR(64)"), ("secret_ciphertext", "TEXT"),
+    ("line", "INTEGER"),
+    ("tin", "CHAR(9)"),
+    ("admin_name", "VARCHAR(200)"),
+    ("admin_email", "VARCHAR(254)"),
+    ("provider_name", "VARCHAR(200)"),
+    ("org_name", "VARCHAR(200)"),
+    ("code_hmac", "CHAR(64)"),
+    ("secret_ciphertext", "TEXT"),
     ("message_id", "VARCHAR(250)"),
 ]
 
@@ -41,9 +46,16 @@ def _one_line(text: str | None) -> str | None:
     return " ".join(text.split()) if text and text.strip() else None
 
 
-def issue_codes_from_csv(connection: Connection, path: Path, *, operator: str,
-                         settings: Settings, dry_run: bool = False, send_email: bool = True,
-                         now: datetime | None = None) -> dict[str, Any]:
+def issue_codes_from_csv(
+    connection: Connection,
+    path: Path,
+    *,
+    operator: str,
+    settings: Settings,
+    dry_run: bool = False,
+    send_email: bool = True,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Validate the whole file, then issue every code and queue every email, or none.
 
     Returns counts only: the plain codes travel in the emails, never in output or logs.
@@ -69,8 +81,17 @@ def issue_codes_from_csv(connection: Connection, path: Path, *, operator: str,
                 email = clean_email(values["admin_email"])
                 provider = _one_line(values.get("provider_name"))
                 if dry_run:
-                    yield (record.line, tin, name, email, provider,
-                           _one_line(values.get("org_name")), None, None, None)
+                    yield (
+                        record.line,
+                        tin,
+                        name,
+                        email,
+                        provider,
+                        _one_line(values.get("org_name")),
+                        None,
+                        None,
+                        None,
+                    )
                     continue
                 while True:
                     code = generate_code(digits)
@@ -78,66 +99,107 @@ def issue_codes_from_csv(connection: Connection, path: Path, *, operator: str,
                     if digest not in seen:
                         seen.add(digest)
                         break
-                yield (record.line, tin, name, email, provider,
-                       _one_line(values.get("org_name")), digest,
-                       encrypt_secret(key, code) if send_email else None,
-                       new_message_id() if send_email else None)
+                yield (
+                    record.line,
+                    tin,
+                    name,
+                    email,
+                    provider,
+                    _one_line(values.get("org_name")),
+                    digest,
+                    encrypt_secret(key, code) if send_email else None,
+                    new_message_id() if send_email else None,
+                )
             except PortalError as error:
                 errors.add(record.line, error.message)
 
     with stream:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS],
-                           staged_rows(records))
+        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS], staged_rows(records))
     errors.raise_if_any()
     if staged == 0:
         raise InvalidInput(f"{source}: no rows")
     if dry_run:
         drop_staging_table(connection, _STAGE)
         return {"file": source, "dry_run": True, "would_issue": staged}
-    clash = connection.execute(sa.text(
-        f"SELECT s.line FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac"
-    )).first()
+    clash = connection.execute(
+        sa.text(
+            f"SELECT s.line FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac"
+        )
+    ).first()
     if clash is not None:  # a one-in-10**digits coincidence with an existing code of the TIN
         raise PortalError(f"{source}:{clash.line}: generated code clashed; run the file again")
-    counts = _apply(connection, operator=operator, settings=settings, now=now, ttl_days=ttl,
-                    send_email=send_email)
+    counts = _apply(
+        connection,
+        operator=operator,
+        settings=settings,
+        now=now,
+        ttl_days=ttl,
+        send_email=send_email,
+    )
     drop_staging_table(connection, _STAGE)
-    record_audit(connection, operator=operator, action="code.issue_file",
-                 target=f"file:{Path(source).name}", now=now,
-                 details={"file": source, **counts})
+    record_audit(
+        connection,
+        operator=operator,
+        action="code.issue_file",
+        target=f"file:{Path(source).name}",
+        now=now,
+        details={"file": source, **counts},
+    )
     return {"file": source, "dry_run": False, **counts}
 
 
-def _apply(connection: Connection, *, operator: str, settings: Settings, now: datetime,
-           ttl_days: int, send_email: bool) -> dict[str, int]:
+def _apply(
+    connection: Connection,
+    *,
+    operator: str,
+    settings: Settings,
+    now: datetime,
+    ttl_days: int,
+    send_email: bool,
+) -> dict[str, int]:
     # The body is the credentialing text with the names spliced in by SQL, so the staged rows
     # stay small; the same function renders it for a single issue.
     template = credentialing_body(settings, admin_name=_NAME_MARK, provider_name=_PROVIDER_MARK)
     head, rest = template.split(_NAME_MARK)
     middle, tail = rest.split(_PROVIDER_MARK)
-    default_provider = credentialing_body(settings, admin_name=_NAME_MARK, provider_name=None
-                                          ).split(_NAME_MARK)[1][len(middle):-len(tail)]
-    params = {"now": now, "expires": now + timedelta(days=ttl_days), "operator": operator,
-              "subject": credentialing_subject(settings), "head": head, "middle": middle,
-              "tail": tail, "default_provider": default_provider}
+    default_provider = credentialing_body(
+        settings, admin_name=_NAME_MARK, provider_name=None
+    ).split(_NAME_MARK)[1][len(middle) : -len(tail)]
+    params = {
+        "now": now,
+        "expires": now + timedelta(days=ttl_days),
+        "operator": operator,
+        "subject": credentialing_subject(settings),
+        "head": head,
+        "middle": middle,
+        "tail": tail,
+        "default_provider": default_provider,
+    }
     typed = [sa.bindparam("now", type_=UTCDateTime)]
-    organisations_created = connection.execute(sa.text(f"""
+    organisations_created = connection.execute(
+        sa.text(f"""
         INSERT INTO organisations (tin, name, failed_code_attempts, created_at)
         SELECT tin, MIN(org_name), 0, :now FROM {_STAGE} s
         WHERE NOT EXISTS (SELECT 1 FROM organisations o WHERE o.tin = s.tin)
         GROUP BY tin
-    """).bindparams(*typed), params).rowcount
-    codes_issued = connection.execute(sa.text(f"""
+    """).bindparams(*typed),
+        params,
+    ).rowcount
+    codes_issued = connection.execute(
+        sa.text(f"""
         INSERT INTO registration_codes (tin, code_hmac, status, admin_name, admin_email,
                                         provider_name, issued_by, issued_at, expires_at)
         SELECT tin, code_hmac, 'active', admin_name, admin_email, provider_name, :operator,
                :now, :expires
         FROM {_STAGE} ORDER BY line
-    """).bindparams(*typed, sa.bindparam("expires", type_=UTCDateTime)), params).rowcount
+    """).bindparams(*typed, sa.bindparam("expires", type_=UTCDateTime)),
+        params,
+    ).rowcount
     emails_queued = 0
     if send_email:
-        emails_queued = connection.execute(sa.text(f"""
+        emails_queued = connection.execute(
+            sa.text(f"""
             INSERT INTO outbox (kind, message_id, recipient, recipient_name, subject, body,
                                 secret_ciphertext, status, attempts, next_attempt_at, code_id,
                                 tin, created_at)
@@ -147,12 +209,19 @@ def _apply(connection: Connection, *, operator: str, settings: Settings, now: da
                    s.secret_ciphertext, 'queued', 0, :now, r.id, s.tin, :now
             FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac
             ORDER BY s.line
-        """).bindparams(*typed), params).rowcount
-    connection.execute(sa.text(f"""
+        """).bindparams(*typed),
+            params,
+        ).rowcount
+    connection.execute(
+        sa.text(f"""
         INSERT INTO audit_log (at, operator, action, target, tin, details)
         SELECT :now, :operator, 'code.issue', 'code:' || r.id, r.tin, :details
         FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac
     """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
-        {**params, "details": {"source": "codes issue --csv"}})
-    return {"codes_issued": codes_issued, "emails_queued": emails_queued,
-            "organisations_created": organisations_created}
+        {**params, "details": {"source": "codes issue --csv"}},
+    )
+    return {
+        "codes_issued": codes_issued,
+        "emails_queued": emails_queued,
+        "organisations_created": organisations_created,
+    }

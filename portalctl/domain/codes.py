@@ -59,11 +59,18 @@ def _shown_status(status: str, expires_at: datetime, now: datetime) -> str:
 
 def _record(row: Any, now: datetime) -> dict[str, Any]:
     return {
-        "id": row.id, "tin": Tin(row.tin), "status": _shown_status(row.status, row.expires_at, now),
-        "admin_name": row.admin_name, "admin_email": row.admin_email,
-        "provider_name": row.provider_name, "issued_by": row.issued_by,
-        "issued_at": row.issued_at, "expires_at": row.expires_at, "used_at": row.used_at,
-        "revoked_at": row.revoked_at, "revoke_reason": row.revoke_reason,
+        "id": row.id,
+        "tin": Tin(row.tin),
+        "status": _shown_status(row.status, row.expires_at, now),
+        "admin_name": row.admin_name,
+        "admin_email": row.admin_email,
+        "provider_name": row.provider_name,
+        "issued_by": row.issued_by,
+        "issued_at": row.issued_at,
+        "expires_at": row.expires_at,
+        "used_at": row.used_at,
+        "revoked_at": row.revoked_at,
+        "revoke_reason": row.revoke_reason,
         "replaces_id": row.replaces_id,
     }
 
@@ -72,17 +79,31 @@ def _validate_contact(admin_name: str, admin_email: str) -> None:
     if not admin_name or not admin_name.strip() or len(admin_name) > 200:
         raise InvalidInput(f"invalid admin name {admin_name!r}")
     email = admin_email.strip()
-    if ("@" not in email or any(c.isspace() for c in email) or len(email) > 254
-            or email.startswith("@") or email.endswith("@")):
+    if (
+        "@" not in email
+        or any(c.isspace() for c in email)
+        or len(email) > 254
+        or email.startswith("@")
+        or email.endswith("@")
+    ):
         raise InvalidInput(f"invalid admin email {admin_email!r}")
 
 
-def issue_registration_code(connection: Connection, *, operator: str, tin: Tin, admin_name: str,
-                            admin_email: str, settings: Settings,
-                            provider_name: str | None = None, org_name: str | None = None,
-                            ttl_days: int | None = None, send_email: bool = True,
-                            replaces_id: int | None = None,
-                            now: datetime | None = None) -> dict[str, Any]:
+def issue_registration_code(
+    connection: Connection,
+    *,
+    operator: str,
+    tin: Tin,
+    admin_name: str,
+    admin_email: str,
+    settings: Settings,
+    provider_name: str | None = None,
+    org_name: str | None = None,
+    ttl_days: int | None = None,
+    send_email: bool = True,
+    replaces_id: int | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Issue one code for ``tin`` (creating the organisation if new) and queue its email.
 
     Returns the code's record plus ``code``: the plain code, which is nowhere else in clear.
@@ -99,38 +120,78 @@ def issue_registration_code(connection: Connection, *, operator: str, tin: Tin, 
         digest = code_hmac(key, tin=tin.reveal(), code=code)
         if connection.execute(sa.select(_C.id).where(_C.code_hmac == digest)).first() is None:
             break
-    code_id = connection.execute(registration_codes.insert().values(
-        tin=tin.reveal(), code_hmac=digest, status="active", admin_name=admin_name.strip(),
-        admin_email=admin_email.strip(), provider_name=provider_name, issued_by=operator,
-        issued_at=now, expires_at=now + timedelta(days=ttl), replaces_id=replaces_id,
-    ).returning(_C.id)).scalar_one()
+    code_id = connection.execute(
+        registration_codes.insert()
+        .values(
+            tin=tin.reveal(),
+            code_hmac=digest,
+            status="active",
+            admin_name=admin_name.strip(),
+            admin_email=admin_email.strip(),
+            provider_name=provider_name,
+            issued_by=operator,
+            issued_at=now,
+            expires_at=now + timedelta(days=ttl),
+            replaces_id=replaces_id,
+        )
+        .returning(_C.id)
+    ).scalar_one()
     email_id = None
     if send_email:
         email_id = queue_email(
-            connection, kind="credentialing", recipient=admin_email.strip(),
-            recipient_name=admin_name.strip(), subject=credentialing_subject(settings),
+            connection,
+            kind="credentialing",
+            recipient=admin_email.strip(),
+            recipient_name=admin_name.strip(),
+            subject=credentialing_subject(settings),
             body=credentialing_body(settings, admin_name=admin_name, provider_name=provider_name),
-            secret=code, secret_key=key, code_id=code_id, tin=tin, now=now)
-    record_audit(connection, operator=operator, action="code.issue", target=f"code:{code_id}",
-                 tin=tin, details={"admin_email": admin_email.strip(), "email_id": email_id,
-                                   "replaces_id": replaces_id}, now=now)
+            secret=code,
+            secret_key=key,
+            code_id=code_id,
+            tin=tin,
+            now=now,
+        )
+    record_audit(
+        connection,
+        operator=operator,
+        action="code.issue",
+        target=f"code:{code_id}",
+        tin=tin,
+        details={
+            "admin_email": admin_email.strip(),
+            "email_id": email_id,
+            "replaces_id": replaces_id,
+        },
+        now=now,
+    )
     record = show_registration_code(connection, code_id=code_id, now=now)
-    return {"id": code_id, "tin": tin, "code": code, **{k: v for k, v in record.items()
-                                                         if k not in ("id", "tin")},
-            "email_id": email_id}
+    return {
+        "id": code_id,
+        "tin": tin,
+        "code": code,
+        **{k: v for k, v in record.items() if k not in ("id", "tin")},
+        "email_id": email_id,
+    }
 
 
-def show_registration_code(connection: Connection, *, code_id: int,
-                           now: datetime | None = None) -> dict[str, Any]:
+def show_registration_code(
+    connection: Connection, *, code_id: int, now: datetime | None = None
+) -> dict[str, Any]:
     row = connection.execute(sa.select(registration_codes).where(_C.id == code_id)).first()
     if row is None:
         raise NotFound(f"no registration code {code_id}")
     return _record(row, now or utc_now())
 
 
-def list_registration_codes(connection: Connection, *, tin: Tin | None = None,
-                            status: str | None = None, email: str | None = None,
-                            limit: int = 100, now: datetime | None = None) -> list[dict[str, Any]]:
+def list_registration_codes(
+    connection: Connection,
+    *,
+    tin: Tin | None = None,
+    status: str | None = None,
+    email: str | None = None,
+    limit: int = 100,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Codes newest first; ``status`` may be ``expired`` (active but past its expiry)."""
     now = now or utc_now()
     if status is not None and status not in CODE_STATUSES:
@@ -149,9 +210,16 @@ def list_registration_codes(connection: Connection, *, tin: Tin | None = None,
     return [_record(row, now) for row in connection.execute(query)]
 
 
-def check_registration_code(connection: Connection, *, operator: str, tin: Tin, code: str,
-                            secret_key: bytes, max_attempts: int,
-                            now: datetime | None = None) -> CodeCheck:
+def check_registration_code(
+    connection: Connection,
+    *,
+    operator: str,
+    tin: Tin,
+    code: str,
+    secret_key: bytes,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> CodeCheck:
     """Check a (TIN, code) pair without consuming it; never raises for a bad code.
 
     A wrong, expired, used, revoked or locked code counts one failed attempt against the TIN;
@@ -161,79 +229,146 @@ def check_registration_code(connection: Connection, *, operator: str, tin: Tin, 
     """
     now = now or utc_now()
     digest = code_hmac(secret_key, tin=tin.reveal(), code=code.strip())
-    row = connection.execute(sa.select(_C.id, _C.code_hmac, _C.status, _C.expires_at)
-                             .where(_C.code_hmac == digest, _C.tin == tin.reveal())).first()
+    row = connection.execute(
+        sa.select(_C.id, _C.code_hmac, _C.status, _C.expires_at).where(
+            _C.code_hmac == digest, _C.tin == tin.reveal()
+        )
+    ).first()
     if row is not None and hmac.compare_digest(row.code_hmac, digest):
         reason = _shown_status(row.status, row.expires_at, now)
         if reason == "active":
-            connection.execute(organisations.update().where(organisations.c.tin == tin.reveal())
-                               .values(failed_code_attempts=0))
-            record_audit(connection, operator=operator, action="code.verify",
-                         target=f"code:{row.id}", tin=tin, details={"valid": True}, now=now)
+            connection.execute(
+                organisations.update()
+                .where(organisations.c.tin == tin.reveal())
+                .values(failed_code_attempts=0)
+            )
+            record_audit(
+                connection,
+                operator=operator,
+                action="code.verify",
+                target=f"code:{row.id}",
+                tin=tin,
+                details={"valid": True},
+                now=now,
+            )
             return CodeCheck(valid=True, code_id=row.id)
     else:
         reason = "wrong"
     failures = connection.execute(
-        organisations.update().where(organisations.c.tin == tin.reveal())
+        organisations.update()
+        .where(organisations.c.tin == tin.reveal())
         .values(failed_code_attempts=organisations.c.failed_code_attempts + 1)
-        .returning(organisations.c.failed_code_attempts)).scalar()
+        .returning(organisations.c.failed_code_attempts)
+    ).scalar()
     failures = failures or 0
     locked = failures >= max_attempts
     if locked:
-        connection.execute(registration_codes.update()
-                           .where(_C.tin == tin.reveal(), _C.status == "active")
-                           .values(status="locked"))
-    record_audit(connection, operator=operator, action="code.verify",
-                 target=f"code:{row.id}" if row is not None else f"tin:{tin}", tin=tin,
-                 details={"valid": False, "reason": reason, "failed_attempts": failures,
-                          "locked": locked}, now=now)
-    return CodeCheck(valid=False, reason=reason, code_id=row.id if row is not None else None,
-                     failed_attempts=failures, locked=locked)
+        connection.execute(
+            registration_codes.update()
+            .where(_C.tin == tin.reveal(), _C.status == "active")
+            .values(status="locked")
+        )
+    record_audit(
+        connection,
+        operator=operator,
+        action="code.verify",
+        target=f"code:{row.id}" if row is not None else f"tin:{tin}",
+        tin=tin,
+        details={"valid": False, "reason": reason, "failed_attempts": failures, "locked": locked},
+        now=now,
+    )
+    return CodeCheck(
+        valid=False,
+        reason=reason,
+        code_id=row.id if row is not None else None,
+        failed_attempts=failures,
+        locked=locked,
+    )
 
 
-def consume_registration_code(connection: Connection, *, code_id: int, account_id: int | None,
-                              now: datetime | None = None) -> None:
+def consume_registration_code(
+    connection: Connection, *, code_id: int, account_id: int | None, now: datetime | None = None
+) -> None:
     """Mark a checked code used, exactly once: raises ``Refused`` if it is no longer active
     (used, revoked, locked or expired meanwhile). The caller writes its own audit record."""
     now = now or utc_now()
-    done = connection.execute(registration_codes.update().where(
-        _C.id == code_id, _C.status == "active", _C.expires_at > now,
-    ).values(status="used", used_at=now, used_by=account_id)).rowcount
+    done = connection.execute(
+        registration_codes.update()
+        .where(
+            _C.id == code_id,
+            _C.status == "active",
+            _C.expires_at > now,
+        )
+        .values(status="used", used_at=now, used_by=account_id)
+    ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is no longer usable")
 
 
-def revoke_registration_code(connection: Connection, *, operator: str, code_id: int, reason: str,
-                             now: datetime | None = None) -> dict[str, Any]:
+def revoke_registration_code(
+    connection: Connection, *, operator: str, code_id: int, reason: str, now: datetime | None = None
+) -> dict[str, Any]:
     """Revoke an active or locked code; a used or already revoked one is refused."""
     now = now or utc_now()
     if not reason or not reason.strip():
         raise InvalidInput("--reason must not be empty")
     record = show_registration_code(connection, code_id=code_id, now=now)
-    done = connection.execute(registration_codes.update().where(
-        _C.id == code_id, _C.status.in_(("active", "locked")),
-    ).values(status="revoked", revoked_at=now, revoke_reason=reason.strip())).rowcount
+    done = connection.execute(
+        registration_codes.update()
+        .where(
+            _C.id == code_id,
+            _C.status.in_(("active", "locked")),
+        )
+        .values(status="revoked", revoked_at=now, revoke_reason=reason.strip())
+    ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is {record['status']}, it cannot be revoked")
-    record_audit(connection, operator=operator, action="code.revoke", target=f"code:{code_id}",
-                 tin=record["tin"], details={"reason": reason.strip()}, now=now)
+    record_audit(
+        connection,
+        operator=operator,
+        action="code.revoke",
+        target=f"code:{code_id}",
+        tin=record["tin"],
+        details={"reason": reason.strip()},
+        now=now,
+    )
     return show_registration_code(connection, code_id=code_id, now=now)
 
 
-def reissue_registration_code(connection: Connection, *, operator: str, code_id: int,
-                              settings: Settings, send_email: bool = True,
-                              now: datetime | None = None) -> dict[str, Any]:
+def reissue_registration_code(
+    connection: Connection,
+    *,
+    operator: str,
+    code_id: int,
+    settings: Settings,
+    send_email: bool = True,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Revoke a code (unless already revoked/expired) and issue a new one to the same contact."""
     now = now or utc_now()
     old = show_registration_code(connection, code_id=code_id, now=now)
     if old["status"] == "used":
         raise Refused(f"registration code {code_id} was used; issue a new code instead")
     if old["status"] in ("active", "locked", "expired"):
-        connection.execute(registration_codes.update().where(_C.id == code_id).values(
-            status="revoked", revoked_at=now, revoke_reason="reissued"))
-    connection.execute(organisations.update().where(organisations.c.tin == old["tin"].reveal())
-                       .values(failed_code_attempts=0))
+        connection.execute(
+            registration_codes.update()
+            .where(_C.id == code_id)
+            .values(status="revoked", revoked_at=now, revoke_reason="reissued")
+        )
+    connection.execute(
+        organisations.update()
+        .where(organisations.c.tin == old["tin"].reveal())
+        .values(failed_code_attempts=0)
+    )
     return issue_registration_code(
-        connection, operator=operator, tin=old["tin"], admin_name=old["admin_name"],
-        admin_email=old["admin_email"], provider_name=old["provider_name"], settings=settings,
-        send_email=send_email, replaces_id=code_id, now=now)
+        connection,
+        operator=operator,
+        tin=old["tin"],
+        admin_name=old["admin_name"],
+        admin_email=old["admin_email"],
+        provider_name=old["provider_name"],
+        settings=settings,
+        send_email=send_email,
+        replaces_id=code_id,
+        now=now,
+    )

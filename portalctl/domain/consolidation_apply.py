@@ -24,9 +24,16 @@ MAX_ATTEMPTS = 6
 _CHUNK = "s.primary_id BETWEEN :lo AND :hi AND s.outcome IS NULL"
 
 
-def apply_next_chunk(connection: Connection, *, start: int, size: int, batch_id: int | None,
-                     operator: str, now_fn: Callable[[], datetime], notify: bool
-                     ) -> tuple[int, dict[str, int]] | None:
+def apply_next_chunk(
+    connection: Connection,
+    *,
+    start: int,
+    size: int,
+    batch_id: int | None,
+    operator: str,
+    now_fn: Callable[[], datetime],
+    notify: bool,
+) -> tuple[int, dict[str, int]] | None:
     """The merges of the next chunk (at least ``size`` rows from primary id ``start`` on, or
     what is left) in their own transaction, retried when the database picks it as a deadlock
     or serialization victim (the transaction rolled back whole, the stage included). The last
@@ -34,16 +41,25 @@ def apply_next_chunk(connection: Connection, *, start: int, size: int, batch_id:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with connection.begin():
-                end = connection.execute(sa.text(f"""
+                end = connection.execute(
+                    sa.text(f"""
                     SELECT MAX(primary_id) FROM (
                         SELECT s.primary_id FROM {STAGE} s
                         WHERE s.outcome IS NULL AND s.primary_id >= :start
                         ORDER BY s.primary_id LIMIT :size) c"""),
-                    {"start": start, "size": size}).scalar()
+                    {"start": start, "size": size},
+                ).scalar()
                 if end is None:
                     return None
-                return end, apply_chunk(connection, lo=start, hi=end, batch_id=batch_id,
-                                        operator=operator, now=now_fn(), notify=notify)
+                return end, apply_chunk(
+                    connection,
+                    lo=start,
+                    hi=end,
+                    batch_id=batch_id,
+                    operator=operator,
+                    now=now_fn(),
+                    notify=notify,
+                )
         except sa.exc.DBAPIError as error:
             state = getattr(getattr(error, "orig", None), "sqlstate", None)
             if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
@@ -71,8 +87,16 @@ def keys_checked_by_chunks(connection: Connection) -> Iterator[None]:
         driver.execute("PRAGMA foreign_keys = ON")
 
 
-def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | None,
-                operator: str, now: datetime, notify: bool = False) -> dict[str, int]:
+def apply_chunk(
+    connection: Connection,
+    *,
+    lo: int,
+    hi: int,
+    batch_id: int | None,
+    operator: str,
+    now: datetime,
+    notify: bool = False,
+) -> dict[str, int]:
     """Apply the planned merges of primaries lo..hi in the caller's transaction; outcome
     counts."""
     params = {"lo": lo, "hi": hi, "now": now, "operator": operator, "batch": batch_id}
@@ -103,15 +127,21 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                 ORDER BY id FOR UPDATE) locked)""").one()
         # Every account there: probe them by index. One deleted since the plan (its foreign
         # keys would fail the whole chunk): the outer joins, so that its rows are refused.
-        accounts, matched = ("accounts sec, accounts p",
-                             f"sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id "
-                             f"AND {STAGE}.primary_id BETWEEN :lo AND :hi {probe('sec.id')}"
-                             ) if locked == expected else _outer_joined("ctid")
+        accounts, matched = (
+            (
+                "accounts sec, accounts p",
+                f"sec.id = {STAGE}.secondary_id AND p.id = {STAGE}.primary_id "
+                f"AND {STAGE}.primary_id BETWEEN :lo AND :hi {probe('sec.id')}",
+            )
+            if locked == expected
+            else _outer_joined("ctid")
+        )
     else:
         # Foreign keys are off (``keys_checked_by_chunks``): always the outer joins.
         accounts, matched = _outer_joined("rowid")
     # The plan was made without locks; another run may have changed these accounts since.
-    rechecked = run(f"""
+    rechecked = (
+        run(f"""
         UPDATE {STAGE} SET
             outcome = CASE WHEN sec.merged_into = p.id THEN 'already_merged' ELSE 'refused' END,
             code = CASE WHEN p.id IS NULL OR sec.id IS NULL THEN 3
@@ -133,7 +163,10 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                OR ({STAGE}.tin IS NOT NULL AND NOT EXISTS (
                    SELECT 1 FROM account_tins t
                    WHERE t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)))
-        RETURNING {STAGE}.outcome""").scalars().all()
+        RETURNING {STAGE}.outcome""")
+        .scalars()
+        .all()
+    )
     already = rechecked.count("already_merged")
     refused = len(rechecked) - already
     record = f"""
@@ -144,9 +177,12 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
         FROM {STAGE} s {{held}}
         WHERE {_CHUNK}"""
     if not postgres:
-        merged = run(record.format(held="", links="(SELECT COUNT(*) FROM account_tins t "
-                                                  "WHERE t.account_id = s.secondary_id)")
-                      ).rowcount
+        merged = run(
+            record.format(
+                held="",
+                links="(SELECT COUNT(*) FROM account_tins t WHERE t.account_id = s.secondary_id)",
+            )
+        ).rowcount
     json = _json_object(connection)
     run(f"""INSERT INTO audit_log (at, operator, action, target, account, details)
             SELECT :now, :operator, 'account.repoint', 'account:' || m.username, m.username,
@@ -170,12 +206,15 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
                 ON CONFLICT (account_id, tin) DO UPDATE SET role = CASE
                     WHEN excluded.role = 'security_admin' THEN 'security_admin'
                     ELSE account_tins.role END""")
-        merged = run("WITH removed AS (DELETE FROM account_tins WHERE account_id "
-                     f"{in_secondaries} RETURNING account_id)" + record.format(
-                         links="COALESCE(held.links, 0)",
-                         held="LEFT JOIN (SELECT account_id, COUNT(*) AS links FROM removed "
-                              "GROUP BY account_id) held ON held.account_id = s.secondary_id")
-                     ).rowcount
+        merged = run(
+            "WITH removed AS (DELETE FROM account_tins WHERE account_id "
+            f"{in_secondaries} RETURNING account_id)"
+            + record.format(
+                links="COALESCE(held.links, 0)",
+                held="LEFT JOIN (SELECT account_id, COUNT(*) AS links FROM removed "
+                "GROUP BY account_id) held ON held.account_id = s.secondary_id",
+            )
+        ).rowcount
     else:
         for statement in _MOVE_LINKS:
             run(statement)
@@ -192,12 +231,14 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
             FROM {STAGE} s WHERE {_CHUNK}""")
     counts = {"merged": merged, "already_merged": already, "refused": refused}
     if batch_id is not None:
-        connection.execute(sa.text("""
+        connection.execute(
+            sa.text("""
             UPDATE consolidation_batches SET merged = merged + :merged,
                    already_merged = already_merged + :already_merged,
                    refused = refused + :refused, heartbeat_at = :now
             WHERE id = :batch""").bindparams(sa.bindparam("now", type_=UTCDateTime)),
-            {**counts, "now": now, "batch": batch_id})
+            {**counts, "now": now, "batch": batch_id},
+        )
     if notify and counts["merged"]:
         queue_consolidation_emails(connection, lo=lo, hi=hi, now=now)
     return counts
@@ -206,9 +247,12 @@ def apply_chunk(connection: Connection, *, lo: int, hi: int, batch_id: int | Non
 def _outer_joined(row_id: str) -> tuple[str, str]:
     """The re-check's FROM and join condition keeping the chunk's rows whose primary or
     secondary no longer exists (``row_id``: the backend's name for a row's address)."""
-    return (f"(SELECT s.{row_id} AS row, s.primary_id, s.secondary_id FROM {STAGE} s "
-            f"WHERE {_CHUNK}) x LEFT JOIN accounts sec ON sec.id = x.secondary_id "
-            "LEFT JOIN accounts p ON p.id = x.primary_id", f"{STAGE}.{row_id} = x.row")
+    return (
+        f"(SELECT s.{row_id} AS row, s.primary_id, s.secondary_id FROM {STAGE} s "
+        f"WHERE {_CHUNK}) x LEFT JOIN accounts sec ON sec.id = x.secondary_id "
+        "LEFT JOIN accounts p ON p.id = x.primary_id",
+        f"{STAGE}.{row_id} = x.row",
+    )
 
 
 _SECONDARIES = f"SELECT s.secondary_id FROM {STAGE} s WHERE {_CHUNK}"
@@ -233,34 +277,50 @@ def _json_object(connection: Connection) -> str:
     return "jsonb_build_object" if connection.dialect.name == "postgresql" else "json_object"
 
 
-def queue_consolidation_emails(connection: Connection, *, lo: int, hi: int, now: datetime
-                               ) -> int:
+def queue_consolidation_emails(connection: Connection, *, lo: int, hi: int, now: datetime) -> int:
     """One ``accounts_consolidated`` email to each surviving account of the chunk."""
-    rows = connection.execute(sa.text(f"""
+    rows = (
+        connection.execute(
+            sa.text(f"""
         SELECT p.id, p.username, p.email, p.full_name, s.secondary_username AS secondary
         FROM {STAGE} s JOIN accounts p ON p.id = s.primary_id
-        WHERE {_CHUNK} ORDER BY p.id, s.line"""), {"lo": lo, "hi": hi}).mappings().all()
+        WHERE {_CHUNK} ORDER BY p.id, s.line"""),
+            {"lo": lo, "hi": hi},
+        )
+        .mappings()
+        .all()
+    )
     by_primary: dict[int, list[Any]] = {}
     for row in rows:
         by_primary.setdefault(row["id"], []).append(row)
     for account_id, merged in by_primary.items():
         first = merged[0]
-        subject, body = consolidation_email(first["full_name"], first["username"],
-                                            [row["secondary"] for row in merged])
-        queue_email(connection, kind="accounts_consolidated", recipient=first["email"],
-                    recipient_name=first["full_name"], subject=subject, body=body,
-                    account_id=account_id, now=now)
+        subject, body = consolidation_email(
+            first["full_name"], first["username"], [row["secondary"] for row in merged]
+        )
+        queue_email(
+            connection,
+            kind="accounts_consolidated",
+            recipient=first["email"],
+            recipient_name=first["full_name"],
+            subject=subject,
+            body=body,
+            account_id=account_id,
+            now=now,
+        )
     return len(by_primary)
 
 
 def consolidation_email(full_name: str, username: str, merged: list[str]) -> tuple[str, str]:
     """Subject and body telling the surviving account's owner what was merged into it."""
     listing = "\n".join(f"  - {name}" for name in merged)
-    body = (f"Hello {full_name},\n\n"
-            f"Your provider portal accounts have been consolidated. From now on, sign in as\n"
-            f"{username}; it holds the Tax IDs and roles of these accounts, which can no longer\n"
-            f"be used:\n\n{listing}\n\n"
-            "If you did not ask for this, please call Provider Services.\n\n"
-            "To maintain HIPAA compliance, please do not share your username or password with "
-            "anyone.\n")
+    body = (
+        f"Hello {full_name},\n\n"
+        f"Your provider portal accounts have been consolidated. From now on, sign in as\n"
+        f"{username}; it holds the Tax IDs and roles of these accounts, which can no longer\n"
+        f"be used:\n\n{listing}\n\n"
+        "If you did not ask for this, please call Provider Services.\n\n"
+        "To maintain HIPAA compliance, please do not share your username or password with "
+        "anyone.\n"
+    )
     return "Your provider portal accounts have been consolidated", body

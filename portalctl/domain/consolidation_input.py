@@ -25,10 +25,17 @@ RAW = "consolidation_input"
 # exit code (``code``) a problem maps to for `consolidate one`; graph = 0 takes a row out of
 # the chain resolution; final_key starts as the primary and ends at the chain's final primary.
 RAW_COLUMNS = [
-    ("line", "INTEGER"), ("primary_name", "VARCHAR(254)"), ("secondary_name", "VARCHAR(254)"),
-    ("primary_key", "VARCHAR(254)"), ("secondary_key", "VARCHAR(254)"), ("tin", "CHAR(9)"),
-    ("graph", "INTEGER"), ("final_key", "VARCHAR(254)"), ("outcome", "VARCHAR(16)"),
-    ("code", "INTEGER"), ("detail", "VARCHAR(500)"),
+    ("line", "INTEGER"),
+    ("primary_name", "VARCHAR(254)"),
+    ("secondary_name", "VARCHAR(254)"),
+    ("primary_key", "VARCHAR(254)"),
+    ("secondary_key", "VARCHAR(254)"),
+    ("tin", "CHAR(9)"),
+    ("graph", "INTEGER"),
+    ("final_key", "VARCHAR(254)"),
+    ("outcome", "VARCHAR(16)"),
+    ("code", "INTEGER"),
+    ("detail", "VARCHAR(500)"),
 ]
 _LOADED = [name for name, _ in RAW_COLUMNS]
 _REQUIRED_DETAIL = "primary_username and secondary_username are required"
@@ -46,17 +53,21 @@ def stage_file(connection: Connection, path: str | Path) -> str:
     file's name as messages show it."""
     stream, source = open_csv_text(path)
     with stream:
-        rows = (_rows_of_file(stream, source) if str(path) != "-" and stream.seekable()
-                else _rows_of_records(read_csv(stream, source, required=REQUIRED,
-                                               optional=OPTIONAL)))
+        rows = (
+            _rows_of_file(stream, source)
+            if str(path) != "-" and stream.seekable()
+            else _rows_of_records(read_csv(stream, source, required=REQUIRED, optional=OPTIONAL))
+        )
         load_input(connection, rows)
     return source
 
 
 def stage_pairs(connection: Connection, pairs: Iterable[tuple[str, str, str | None]]) -> None:
     """Stage merges given directly as (primary, secondary, tin) (``consolidate one``)."""
-    records = (CsvRecord(line, {"primary_username": p, "secondary_username": s, "tin": t or ""})
-               for line, (p, s, t) in enumerate(pairs, start=1))
+    records = (
+        CsvRecord(line, {"primary_username": p, "secondary_username": s, "tin": t or ""})
+        for line, (p, s, t) in enumerate(pairs, start=1)
+    )
     load_input(connection, _rows_of_records(records))
 
 
@@ -72,12 +83,24 @@ def load_input(connection: Connection, rows: Iterable[tuple]) -> None:
         # The planner's statements read whole tables; a small sample (for this transaction's
         # ANALYZEs of the temporary tables) plans them as well as the default one, much faster.
         connection.exec_driver_sql("SET LOCAL default_statistics_target = 10")
-        load_rows(connection, RAW, _LOADED, (row if len(row) == len(_LOADED) else
-                                             (*row, 1, row[3], None, None, None) for row in rows))
+        load_rows(
+            connection,
+            RAW,
+            _LOADED,
+            (
+                row if len(row) == len(_LOADED) else (*row, 1, row[3], None, None, None)
+                for row in rows
+            ),
+        )
         return
     driver = connection.connection.driver_connection
-    per_insert = max(1, min(_SQLITE_ROWS_PER_INSERT,
-                            driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_LOADED)))
+    per_insert = max(
+        1,
+        min(
+            _SQLITE_ROWS_PER_INSERT,
+            driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_LOADED),
+        ),
+    )
     batches: dict[int, list[tuple]] = {_PLANNED: [], len(_LOADED): []}
     cursor = driver.cursor()
     try:
@@ -85,13 +108,15 @@ def load_input(connection: Connection, rows: Iterable[tuple]) -> None:
             batch = batches[len(row)]
             batch.append(row)
             if len(batch) == per_insert:
-                cursor.execute(_sqlite_insert(len(row), per_insert),
-                               [value for row in batch for value in row])
+                cursor.execute(
+                    _sqlite_insert(len(row), per_insert), [value for row in batch for value in row]
+                )
                 batch.clear()
         for width, batch in batches.items():
             if batch:
-                cursor.execute(_sqlite_insert(width, len(batch)),
-                               [value for row in batch for value in row])
+                cursor.execute(
+                    _sqlite_insert(width, len(batch)), [value for row in batch for value in row]
+                )
     finally:
         cursor.close()
 
@@ -103,9 +128,11 @@ def _sqlite_insert(width: int, rows: int) -> str:
     values = ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
     if width == len(_LOADED):
         return f"INSERT INTO temp.{RAW} ({', '.join(_LOADED)}) VALUES {values}"
-    return (f"INSERT INTO temp.{RAW} ({', '.join(_LOADED[:_PLANNED])}, graph, final_key) "
-            f"SELECT {', '.join(f'column{i}' for i in range(1, _PLANNED + 1))}, 1, column4 "
-            f"FROM (VALUES {values})")
+    return (
+        f"INSERT INTO temp.{RAW} ({', '.join(_LOADED[:_PLANNED])}, graph, final_key) "
+        f"SELECT {', '.join(f'column{i}' for i in range(1, _PLANNED + 1))}, 1, column4 "
+        f"FROM (VALUES {values})"
+    )
 
 
 def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
@@ -125,8 +152,17 @@ def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
             return (line, primary[:254], secondary[:254], primary_key, secondary_key, tin)
     else:
         return (line, primary[:254], secondary[:254], primary_key, secondary_key, None)
-    return (line, primary[:254], secondary[:254], primary_key, secondary_key, None, 0,
-            primary_key, *problem)
+    return (
+        line,
+        primary[:254],
+        secondary[:254],
+        primary_key,
+        secondary_key,
+        None,
+        0,
+        primary_key,
+        *problem,
+    )
 
 
 def _problem_row(line: int, problem: str) -> tuple:
@@ -139,8 +175,12 @@ def _rows_of_records(records: Iterable[CsvRecord]) -> Iterator[tuple]:
             yield _problem_row(record.line, record.problem)
             continue
         values = record.values
-        yield _row(record.line, values.get("primary_username", ""),
-                   values.get("secondary_username", ""), values.get("tin", ""))
+        yield _row(
+            record.line,
+            values.get("primary_username", ""),
+            values.get("secondary_username", ""),
+            values.get("tin", ""),
+        )
 
 
 def _rows_of_file(stream, source: str) -> Iterator[tuple]:
@@ -149,8 +189,7 @@ def _rows_of_file(stream, source: str) -> Iterator[tuple]:
     file again, so every message is exactly its own."""
     reader = csv.reader(stream, strict=True)
     try:
-        header = next((cells for cells in reader if cells and any(c.strip() for c in cells)),
-                      None)
+        header = next((cells for cells in reader if cells and any(c.strip() for c in cells)), None)
     except (csv.Error, UnicodeDecodeError):
         header = None
     names = [cell.strip().lower() for cell in header or ()]

@@ -12,8 +12,16 @@ from sqlalchemy.engine import Connection
 
 from portalctl.domain.consolidation_input import RAW, create_input, stage_file, stage_pairs
 
-__all__ = ["STAGE", "ConsolidationPlan", "create_stage", "drop_stage", "plan_staged",
-           "stage_file", "stage_pairs", "stage_report_rows"]
+__all__ = [
+    "STAGE",
+    "ConsolidationPlan",
+    "create_stage",
+    "drop_stage",
+    "plan_staged",
+    "stage_file",
+    "stage_pairs",
+    "stage_report_rows",
+]
 
 STAGE = "consolidation_stage"
 PROBLEMS = ("invalid", "refused")
@@ -77,13 +85,19 @@ def plan_staged(connection: Connection, *, source: str) -> ConsolidationPlan:
 def read_plan(connection: Connection, *, source: str) -> ConsolidationPlan:
     """Counts by outcome (a merge still to apply counts as would_merge) and the first
     problems."""
-    counts = dict(connection.exec_driver_sql(
-        f"SELECT COALESCE(outcome, 'would_merge'), COUNT(*) FROM {STAGE} "
-        f"GROUP BY COALESCE(outcome, 'would_merge')").all())
-    problems = [f"{source}:{line}: {outcome}: {detail}" for line, outcome, detail in
-                connection.exec_driver_sql(
-                    f"SELECT line, outcome, detail FROM {STAGE} "
-                    f"WHERE outcome IN ('invalid', 'refused') ORDER BY line LIMIT 20").all()]
+    counts = dict(
+        connection.exec_driver_sql(
+            f"SELECT COALESCE(outcome, 'would_merge'), COUNT(*) FROM {STAGE} "
+            f"GROUP BY COALESCE(outcome, 'would_merge')"
+        ).all()
+    )
+    problems = [
+        f"{source}:{line}: {outcome}: {detail}"
+        for line, outcome, detail in connection.exec_driver_sql(
+            f"SELECT line, outcome, detail FROM {STAGE} "
+            f"WHERE outcome IN ('invalid', 'refused') ORDER BY line LIMIT 20"
+        ).all()
+    ]
     return ConsolidationPlan(source, sum(counts.values()), counts, problems)
 
 
@@ -140,21 +154,39 @@ def _build_stage(connection: Connection) -> None:
     connection.exec_driver_sql(f"DROP TABLE {RAW}")
 
 
-_VIA = ("CASE WHEN final_key <> primary_key THEN ' (the end of the chain from '"
-        " || primary_name || ')' ELSE '' END")
+_VIA = (
+    "CASE WHEN final_key <> primary_key THEN ' (the end of the chain from '"
+    " || primary_name || ')' ELSE '' END"
+)
 # The rules of SPEC section 1 against the database, in order: the first that holds decides.
 _RULES = [
     ("primary_id IS NULL", "refused", 3, f"'no account ' || final_key || {_VIA}"),
     ("secondary_id IS NULL", "refused", 3, "'no account ' || secondary_name"),
-    ("secondary_merged_into = primary_id", "already_merged", 0,
-     "'already merged into ' || final_key"),
-    ("secondary_merged_into IS NOT NULL", "refused", 4,
-     "'secondary ' || secondary_name || ' is already merged into another account'"),
-    ("primary_status <> 'active'", "refused", 4,
-     f"'primary ' || final_key || ' is ' || primary_status || ', not active' || {_VIA}"),
-    (f"tin IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account_tins t WHERE "
-     f"t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)", "refused", 4,
-     "'secondary ' || secondary_name || ' does not hold TIN *****' || substr(tin, 6, 4)"),
+    (
+        "secondary_merged_into = primary_id",
+        "already_merged",
+        0,
+        "'already merged into ' || final_key",
+    ),
+    (
+        "secondary_merged_into IS NOT NULL",
+        "refused",
+        4,
+        "'secondary ' || secondary_name || ' is already merged into another account'",
+    ),
+    (
+        "primary_status <> 'active'",
+        "refused",
+        4,
+        f"'primary ' || final_key || ' is ' || primary_status || ', not active' || {_VIA}",
+    ),
+    (
+        f"tin IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account_tins t WHERE "
+        f"t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)",
+        "refused",
+        4,
+        "'secondary ' || secondary_name || ' does not hold TIN *****' || substr(tin, 6, 4)",
+    ),
 ]
 
 
@@ -162,11 +194,12 @@ def _check_rules(connection: Connection) -> None:
     """All the rules in one pass over the planned rows."""
     outcome, code, detail = (
         "CASE " + " ".join(f"WHEN {rule[0]} THEN {value(rule)}" for rule in _RULES) + " END"
-        for value in (lambda rule: f"'{rule[1]}'", lambda rule: str(rule[2]),
-                      lambda rule: rule[3]))
+        for value in (lambda rule: f"'{rule[1]}'", lambda rule: str(rule[2]), lambda rule: rule[3])
+    )
     connection.exec_driver_sql(
         f"UPDATE {STAGE} SET outcome = {outcome}, code = {code}, detail = {detail} "
-        f"WHERE outcome IS NULL AND ({' OR '.join(f'({rule[0]})' for rule in _RULES)})")
+        f"WHERE outcome IS NULL AND ({' OR '.join(f'({rule[0]})' for rule in _RULES)})"
+    )
 
 
 def _propagate_chain_problems(connection: Connection) -> None:
@@ -189,5 +222,6 @@ def stage_report_rows(connection: Connection, *, applied: bool) -> Iterator[tupl
     result = connection.exec_driver_sql(
         f"SELECT line, primary_name, secondary_name, COALESCE(outcome, '{pending}'), detail "
         f"FROM {STAGE} ORDER BY line",
-        execution_options={"stream_results": True, "yield_per": 5000})
+        execution_options={"stream_results": True, "yield_per": 5000},
+    )
     yield from result

@@ -39,8 +39,9 @@ def ensure_secret_key(env_file: Path) -> bool:
     existing = env_file.read_text(encoding="utf-8") if env_file.exists() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    env_file.write_text(existing + f"PORTALCTL_SECRET_KEY={secrets.token_urlsafe(32)}\n",
-                        encoding="utf-8")
+    env_file.write_text(
+        existing + f"PORTALCTL_SECRET_KEY={secrets.token_urlsafe(32)}\n", encoding="utf-8"
+    )
     env_file.chmod(0o600)
     return True
 
@@ -54,12 +55,15 @@ def database_status(engine: Engine) -> dict[str, Any]:
         for table in DATA_TABLES:
             if table.name in tables:
                 counts[table.name] = connection.execute(
-                    sa.select(sa.func.count()).select_from(table)).scalar_one()
+                    sa.select(sa.func.count()).select_from(table)
+                ).scalar_one()
     return {
         "backend": engine.dialect.name,
         "database": masked_url(engine.url),
-        "applied": [f"{row['version']}_{row['name']} ({row['applied_at']:%Y-%m-%d %H:%M}Z)"
-                    for row in state.applied],
+        "applied": [
+            f"{row['version']}_{row['name']} ({row['applied_at']:%Y-%m-%d %H:%M}Z)"
+            for row in state.applied
+        ],
         "pending": [m.file_name for m in state.pending],
         "edited": state.edited,
         "up_to_date": bool(state.applied) and not state.pending and not state.edited,

@@ -84,14 +84,22 @@ def email_verification_body(settings: Settings, *, recipient_name: str) -> str:
     )
 
 
-def build_message(*, sender: str, recipient: str, recipient_name: str | None, subject: str,
-                  body: str, message_id: str) -> EmailMessage:
+def build_message(
+    *,
+    sender: str,
+    recipient: str,
+    recipient_name: str | None,
+    subject: str,
+    body: str,
+    message_id: str,
+) -> EmailMessage:
     """A plain-text MIME message; every header value is flattened to one line."""
     message = EmailMessage()
     message["From"] = _one_line(sender)
     if recipient_name:
-        message["To"] = Address(display_name=_one_line(recipient_name),
-                                addr_spec=_one_line(recipient))
+        message["To"] = Address(
+            display_name=_one_line(recipient_name), addr_spec=_one_line(recipient)
+        )
     else:
         message["To"] = _one_line(recipient)
     message["Subject"] = _one_line(subject)

@@ -55,18 +55,32 @@ def _claim(engine: Engine, *, run_id: str, limit: int, lease: timedelta) -> list
     """Lease up to ``limit`` due rows to this run in one statement, so it is atomic on SQLite
     (one writer) and skips rows another run holds on PostgreSQL."""
     now = utc_now()
-    due = (sa.select(_O.id).where(
-        _O.status.in_(("queued", "failed")), _O.next_attempt_at <= now,
-        sa.or_(_O.claimed_until.is_(None), _O.claimed_until < now),
-    ).order_by(_O.next_attempt_at, _O.id).limit(limit))
+    due = (
+        sa.select(_O.id)
+        .where(
+            _O.status.in_(("queued", "failed")),
+            _O.next_attempt_at <= now,
+            sa.or_(_O.claimed_until.is_(None), _O.claimed_until < now),
+        )
+        .order_by(_O.next_attempt_at, _O.id)
+        .limit(limit)
+    )
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        connection.execute(outbox.update().where(_O.id.in_(due.scalar_subquery())).values(
-            claimed_by=run_id, claimed_until=now + lease))
-        return [row.id for row in connection.execute(
-            sa.select(_O.id).where(_O.claimed_by == run_id, _O.status.in_(("queued", "failed")))
-            .order_by(_O.next_attempt_at, _O.id))]
+        connection.execute(
+            outbox.update()
+            .where(_O.id.in_(due.scalar_subquery()))
+            .values(claimed_by=run_id, claimed_until=now + lease)
+        )
+        return [
+            row.id
+            for row in connection.execute(
+                sa.select(_O.id)
+                .where(_O.claimed_by == run_id, _O.status.in_(("queued", "failed")))
+                .order_by(_O.next_attempt_at, _O.id)
+            )
+        ]
 
 
 class _SmtpSender:
@@ -135,9 +149,15 @@ def count_due_emails(engine: Engine) -> int:
     """What a run would try now (``mail send --dry-run``); nothing is claimed."""
     now = utc_now()
     with engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).select_from(outbox).where(
-            _O.status.in_(("queued", "failed")), _O.next_attempt_at <= now,
-            sa.or_(_O.claimed_until.is_(None), _O.claimed_until < now))).scalar_one()
+        return connection.execute(
+            sa.select(sa.func.count())
+            .select_from(outbox)
+            .where(
+                _O.status.in_(("queued", "failed")),
+                _O.next_attempt_at <= now,
+                sa.or_(_O.claimed_until.is_(None), _O.claimed_until < now),
+            )
+        ).scalar_one()
 
 
 def _permanent(error: Exception) -> bool:
@@ -148,58 +168,84 @@ def _permanent(error: Exception) -> bool:
     return code is not None and 500 <= code < 600
 
 
-def send_due_emails(engine: Engine, *, operator: str, settings: Settings,
-                    limit: int = 1000) -> SendSummary:
+def send_due_emails(
+    engine: Engine, *, operator: str, settings: Settings, limit: int = 1000
+) -> SendSummary:
     """Deliver up to ``limit`` due emails; each outcome is committed as soon as it is known."""
     run_id = f"{socket.gethostname()[:60]}:{uuid.uuid4().hex[:12]}"
     max_attempts = settings.integer("PORTALCTL_MAIL_MAX_ATTEMPTS", minimum=1, maximum=100)
-    lease = timedelta(seconds=settings.integer("PORTALCTL_MAIL_LEASE_SECONDS", minimum=1,
-                                               maximum=86_400))
+    lease = timedelta(
+        seconds=settings.integer("PORTALCTL_MAIL_LEASE_SECONDS", minimum=1, maximum=86_400)
+    )
     summary = SendSummary()
     smtp_url = settings.get("PORTALCTL_SMTP_URL")
     sender = _SmtpSender(smtp_url) if smtp_url else _FileSender(settings.get("PORTALCTL_MAIL_DIR"))
     try:
         while summary.claimed < limit:
-            ids = _claim(engine, run_id=run_id, limit=min(CLAIM_CHUNK, limit - summary.claimed),
-                         lease=lease)
+            ids = _claim(
+                engine, run_id=run_id, limit=min(CLAIM_CHUNK, limit - summary.claimed), lease=lease
+            )
             if not ids:
                 break
             summary.claimed += len(ids)
             with engine.connect() as connection:
-                rows = connection.execute(sa.select(outbox).where(
-                    _O.id.in_(ids), _O.claimed_by == run_id).order_by(_O.id)).all()
+                rows = connection.execute(
+                    sa.select(outbox).where(_O.id.in_(ids), _O.claimed_by == run_id).order_by(_O.id)
+                ).all()
             for row in rows:
-                _deliver_one(engine, sender, row, settings=settings,
-                             max_attempts=max_attempts, summary=summary)
+                _deliver_one(
+                    engine,
+                    sender,
+                    row,
+                    settings=settings,
+                    max_attempts=max_attempts,
+                    summary=summary,
+                )
     finally:
         sender.close()
     if summary.claimed:
         with engine.begin() as connection:
-            record_audit(connection, operator=operator, action="mail.send", target="outbox",
-                         details={"sent": summary.sent, "failed": summary.failed,
-                                  "dead": summary.dead})
+            record_audit(
+                connection,
+                operator=operator,
+                action="mail.send",
+                target="outbox",
+                details={"sent": summary.sent, "failed": summary.failed, "dead": summary.dead},
+            )
     return summary
 
 
-def _deliver_one(engine: Engine, sender, row, *, settings: Settings, max_attempts: int,
-                 summary: SendSummary) -> None:
+def _deliver_one(
+    engine: Engine, sender, row, *, settings: Settings, max_attempts: int, summary: SendSummary
+) -> None:
     email_id = row.id
     body = row.body
     if row.secret_ciphertext is not None:
-        body = body.replace(SECRET_PLACEHOLDER,
-                            decrypt_secret(settings.secret_key, row.secret_ciphertext))
-    message = build_message(sender=settings.get("PORTALCTL_MAIL_FROM"), recipient=row.recipient,
-                            recipient_name=row.recipient_name, subject=row.subject, body=body,
-                            message_id=row.message_id)
+        body = body.replace(
+            SECRET_PLACEHOLDER, decrypt_secret(settings.secret_key, row.secret_ciphertext)
+        )
+    message = build_message(
+        sender=settings.get("PORTALCTL_MAIL_FROM"),
+        recipient=row.recipient,
+        recipient_name=row.recipient_name,
+        subject=row.subject,
+        body=body,
+        message_id=row.message_id,
+    )
     try:
         sender.send(message)
     except (smtplib.SMTPException, OSError) as error:
         attempts = row.attempts + 1
         dead = _permanent(error) or attempts >= max_attempts
         now = utc_now()
-        values = {"attempts": attempts, "status": "dead" if dead else "failed",
-                  "last_error": str(error)[:500], "claimed_by": None, "claimed_until": None,
-                  "next_attempt_at": now if dead else now + retry_delay(attempts)}
+        values = {
+            "attempts": attempts,
+            "status": "dead" if dead else "failed",
+            "last_error": str(error)[:500],
+            "claimed_by": None,
+            "claimed_until": None,
+            "next_attempt_at": now if dead else now + retry_delay(attempts),
+        }
         with engine.begin() as connection:
             connection.execute(outbox.update().where(_O.id == email_id).values(**values))
         if dead:
@@ -209,7 +255,17 @@ def _deliver_one(engine: Engine, sender, row, *, settings: Settings, max_attempt
         summary.errors.append(f"email {email_id}: {str(error)[:200]}")
         return
     with engine.begin() as connection:
-        connection.execute(outbox.update().where(_O.id == email_id).values(
-            status="sent", sent_at=utc_now(), attempts=row.attempts + 1,
-            secret_ciphertext=None, claimed_by=None, claimed_until=None, last_error=None))
+        connection.execute(
+            outbox.update()
+            .where(_O.id == email_id)
+            .values(
+                status="sent",
+                sent_at=utc_now(),
+                attempts=row.attempts + 1,
+                secret_ciphertext=None,
+                claimed_by=None,
+                claimed_until=None,
+                last_error=None,
+            )
+        )
     summary.sent += 1

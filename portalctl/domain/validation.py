@@ -16,8 +16,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def clean_username(value: str) -> str:
     username = (value or "").strip()
     if not _USERNAME.fullmatch(username):
-        raise InvalidInput(f"invalid username {_show(username)}: 3 to 254 characters of letters, "
-                           "digits and . _ % + @ ' -")
+        raise InvalidInput(
+            f"invalid username {_show(username)}: 3 to 254 characters of letters, "
+            "digits and . _ % + @ ' -"
+        )
     return username
 
 
