@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from portalctl.core.clock import utc_now
 from portalctl.core.schema import DATA_TABLES, UTCDateTime, schema_migrations
 from portalctl.core.tin import Tin
-from portalctl.domain.accounts import create_account
+from portalctl.domain.account_changes import create_account
 
 TIN_POOL = 1000
 

@@ -277,10 +277,28 @@ def test_verify_with_the_right_answer_ignores_case_and_spaces(john, cli, backend
     assert backend.scalar("SELECT failed_verifications FROM accounts") == 0
 
 
-def test_verify_answer_is_prompted_without_echo(john, cli):
-    result = cli("accounts", "verify", "johnsmith@gmail.com", "-f", "json", input="Smith\n")
+def test_verify_reads_the_answer_from_stdin_and_never_prints_it(john, cli):
+    result = cli(
+        "accounts",
+        "verify",
+        "johnsmith@gmail.com",
+        "--answer-stdin",
+        "-f",
+        "json",
+        input="Smith\n",
+    )
     assert result.exit_code == 0 and '"verified": true' in result.stdout
     assert "Smith" not in result.stdout.replace("johnsmith", "").replace("John Smith", "")
+
+
+def test_a_prompt_without_a_terminal_is_a_usage_error_naming_the_stdin_form(john, cli, backend):
+    result = cli("accounts", "verify", "johnsmith@gmail.com", input="Smith\n")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "portalctl: the Security answer is asked for at a terminal; without one, give it with "
+        "--answer-stdin\n"
+    )
+    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'account.verify'") == 0
 
 
 def test_wrong_answers_are_counted_and_lock_the_account(john, cli, backend):
@@ -306,7 +324,7 @@ def test_wrong_answers_are_counted_and_lock_the_account(john, cli, backend):
     assert backend.scalar("SELECT failed_verifications FROM accounts") == 0
 
 
-def test_verify_password_is_prompted(cli, backend):
+def test_verify_checks_the_password_read_from_stdin(cli, backend):
     cli(
         "accounts",
         "create",
@@ -316,11 +334,12 @@ def test_verify_password_is_prompted(cli, backend):
         "amy@example.org",
         "-n",
         "Amy",
-        "--password-prompt",
-        input="Correct-Horse-9\nCorrect-Horse-9\n",
+        "--password-stdin",
+        input="Correct-Horse-9\n",
     )
-    assert cli("accounts", "verify", "amy", "--password", input="Correct-Horse-9\n").exit_code == 0
-    assert cli("accounts", "verify", "amy", "--password", input="wrong\n").exit_code == 4
+    verify = ("accounts", "verify", "amy", "--password-stdin")
+    assert cli(*verify, input="Correct-Horse-9\n").exit_code == 0
+    assert cli(*verify, input="wrong\n").exit_code == 4
     assert "Correct-Horse-9" not in json.dumps(
         [dict(r) for r in backend.rows("SELECT * FROM accounts")], default=str
     )

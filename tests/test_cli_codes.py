@@ -193,3 +193,22 @@ def test_issue_csv_emails_match_the_single_issue_text(cli, backend, tmp_path):
         credentialing_body(settings, admin_name="James Smith", provider_name="Ruth Goneh"),
         credentialing_body(settings, admin_name="Ann Lee", provider_name=None),
     ]
+
+
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: victim@example.org", "Eve\x1b[2J", "Eve\x00"])
+def test_a_name_with_control_characters_is_refused_and_shown_escaped(cli, backend, name):
+    result = cli(
+        "codes",
+        "issue",
+        "--tin",
+        "061137531",
+        "--admin-name",
+        name,
+        "--admin-email",
+        "eve@example.org",
+    )
+    assert result.exit_code == 5
+    assert result.stderr.startswith("portalctl: invalid admin name 'Eve\\")
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr and "\x00" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert backend.scalar("SELECT count(*) FROM registration_codes") == 0

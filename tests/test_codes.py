@@ -5,12 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from portalctl.core.config import Settings
-from portalctl.core.errors import Refused
+from portalctl.core.errors import RecordedRefusal, Refused
 from portalctl.core.secrets import code_hmac
 from portalctl.core.tin import Tin
+from portalctl.domain.code_checks import check_registration_code, consume_registration_code
 from portalctl.domain.codes import (
-    check_registration_code,
-    consume_registration_code,
     issue_registration_code,
     reissue_registration_code,
     revoke_registration_code,
@@ -26,13 +25,13 @@ def settings():
     return Settings({"PORTALCTL_SECRET_KEY": KEY})
 
 
-def _issue(connection, settings, **options):
+def _issue(connection, settings, tin=TIN, email="james.smith@example.org", **options):
     return issue_registration_code(
         connection,
         operator="rep",
-        tin=TIN,
+        tin=tin,
         admin_name="James Smith",
-        admin_email="james.smith@example.org",
+        admin_email=email,
         provider_name="Ruth Goneh",
         settings=settings,
         now=NOW,
@@ -40,16 +39,19 @@ def _issue(connection, settings, **options):
     )
 
 
-def _check(connection, code, now=NOW):
-    return check_registration_code(
-        connection,
-        operator="rep",
-        tin=TIN,
-        code=code,
-        secret_key=KEY.encode(),
-        max_attempts=5,
-        now=now,
-    )
+def _check(connection, code, now=NOW, tin=TIN):
+    """The check's outcome, valid or refused (a refusal's counts stay in the transaction)."""
+    try:
+        return check_registration_code(
+            connection,
+            operator="rep",
+            tin=tin,
+            code=code,
+            settings=Settings({"PORTALCTL_SECRET_KEY": KEY}),
+            now=now,
+        )
+    except RecordedRefusal as refusal:
+        return refusal.record
 
 
 def test_issued_code_is_stored_only_as_its_hmac(backend, settings):
@@ -102,22 +104,15 @@ def test_expired_code_is_refused(backend, settings):
 def test_code_is_bound_to_its_tin(backend, settings):
     with backend.engine.begin() as connection:
         issued = _issue(connection, settings)
-        check = check_registration_code(
-            connection,
-            operator="rep",
-            tin=Tin.parse("836576879"),
-            code=issued["code"],
-            secret_key=KEY.encode(),
-            max_attempts=5,
-            now=NOW,
-        )
+        _issue(connection, settings, tin=Tin.parse("836576879"))
+        check = _check(connection, issued["code"], tin=Tin.parse("836576879"))
     assert check.reason == "wrong"
 
 
 def test_five_wrong_codes_lock_the_tins_codes(backend, settings):
     with backend.engine.begin() as connection:
         first = _issue(connection, settings)
-        second = _issue(connection, settings)
+        second = _issue(connection, settings, email="office@example.org")
         wrong = "00000000" if first["code"] != "00000000" else "11111111"
         results = [_check(connection, wrong) for _ in range(5)]
         assert [r.locked for r in results] == [False] * 4 + [True]

@@ -6,7 +6,7 @@ import pytest
 
 from portalctl.core.csvio import open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput
-from portalctl.domain.consolidation_input import (
+from portalctl.domain.consolidation.input import (
     OPTIONAL,
     REQUIRED,
     _rows_of_file,

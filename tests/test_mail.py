@@ -156,8 +156,14 @@ def test_without_smtp_url_writes_eml_files(cli, backend):
     assert message["Message-ID"] == backend.scalar("SELECT message_id FROM outbox")
 
 
-def test_a_name_with_a_newline_cannot_add_a_header(cli, backend):
-    issue(cli, name="Eve\r\nBcc: victim@example.org")
+def test_a_stored_name_with_a_newline_cannot_add_a_header(cli, backend):
+    """Input refuses such names (exit 5); a row that got one some other way still cannot."""
+    issue(cli)
+    with backend.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE outbox SET recipient_name = :name"),
+            {"name": "Eve\r\nBcc: victim@example.org"},
+        )
     with SmtpServer(ScriptedHandler()) as server:
         send(cli, server.url)
     [message] = server.handler.received

@@ -1,5 +1,6 @@
 """``portalctl accounts``: find, look up, show, verify, create, import and change accounts."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,8 @@ from portalctl.cli.runtime import (
     RevealOption,
     command_group,
     emit,
-    fail,
+    printing_refused_record,
+    read_secret,
     runtime,
     say,
 )
@@ -53,23 +55,25 @@ def find(
     \b
     Example: portalctl accounts find --name smith --tin 836576879 --status active
     """
-    from portalctl.domain.account_queries import find_accounts_from_csv, find_accounts_matching
+    from portalctl.core.tin import Tin
+    from portalctl.domain.account_search import find_accounts_from_csv
+    from portalctl.domain.accounts import AccountQuery, find_accounts
 
     rt = runtime(ctx)
     with rt.transaction(read_only=not reveal) as connection:
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
         else:
-            found = find_accounts_matching(
-                connection,
+            query = AccountQuery(
                 username=username,
                 email=email,
                 name=name,
-                tin=tin,
+                tin=Tin.parse(tin) if tin is not None else None,
                 status=status,
                 exact=exact,
                 limit=limit,
             )
+            found = find_accounts(connection, query)
         if reveal:
             rt.audit_reveal(connection, command="accounts find", target="accounts")
     columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
@@ -99,11 +103,12 @@ def lookup(
     \b
     Example: portalctl accounts lookup --username johnsmith@gmail.com --tin 836576879
     """
+    from portalctl.core.errors import UsageError
     from portalctl.domain.account_lookup import lookup_from_csv, lookup_one
 
     rt = runtime(ctx)
-    if csv_file is None and (not username or not tin):
-        fail("give --username and --tin, or --csv FILE", 2)
+    if csv_file is None and (username is None or tin is None):
+        raise UsageError("give --username and --tin, or --csv FILE")
     with rt.read_only() as connection:
         if csv_file is not None:
             result = lookup_from_csv(connection, csv_file)
@@ -145,14 +150,21 @@ def verify(
     answer: Annotated[
         str | None,
         typer.Option(
-            "--answer", help="The security answer (prompted without echo if neither is given)."
+            "--answer",
+            help="The security answer as the caller reads it out (prompted without "
+            "echo when neither --answer nor --password is given).",
         ),
     ] = None,
-    password: Annotated[
+    answer_stdin: Annotated[
         bool,
-        typer.Option(
-            "--password", help="Check the password instead (always prompted without echo)."
-        ),
+        typer.Option("--answer-stdin", help="Read the security answer from one line of stdin."),
+    ] = False,
+    password: Annotated[
+        bool, typer.Option("--password", help="Check the password instead (prompted without echo).")
+    ] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Check the password, read from one line of stdin."),
     ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -164,13 +176,17 @@ def verify(
     \b
     Example: portalctl accounts verify johnsmith@gmail.com --answer Smith
     """
-    from portalctl.domain.accounts import verify_account
+    from portalctl.domain.verification import verify_account
 
     rt = runtime(ctx)
-    secret = typer.prompt("Password", hide_input=True, err=True) if password else None
-    if not password and answer is None:
-        answer = typer.prompt("Security answer", hide_input=True, err=True)
-    with rt.transaction() as connection:
+    secret = None
+    if password or password_stdin:
+        secret = read_secret("Password", stdin_option="--password-stdin", from_stdin=password_stdin)
+    elif answer is None:
+        answer = read_secret(
+            "Security answer", stdin_option="--answer-stdin", from_stdin=answer_stdin
+        )
+    with printing_refused_record(fmt), rt.transaction() as connection:
         result = verify_account(
             connection,
             operator=rt.operator_name,
@@ -180,12 +196,20 @@ def verify(
             max_failures=rt.settings.account_max_failures,
         )
     emit(result, fmt)
-    if not result.verified:
-        fail(
-            f"not verified ({result.failed_verifications} failed attempt(s)"
-            + (", account now locked)" if result.status == "locked" else ")"),
-            4,
-        )
+
+
+PasswordPrompt = Annotated[
+    bool, typer.Option("--password-prompt", help="Ask for a password (twice, without echo).")
+]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from one line of stdin.")
+]
+
+
+def _new_password(prompt: bool, stdin: bool) -> str | None:
+    if not (prompt or stdin):
+        return None
+    return read_secret("Password", stdin_option="--password-stdin", from_stdin=stdin, confirm=True)
 
 
 @app.command("create")
@@ -198,37 +222,54 @@ def create(
         list[str] | None,
         typer.Option("--tin", help="TIN or TIN:role (security_admin or user); repeatable."),
     ] = None,
-    security_question: Annotated[str | None, typer.Option("--security-question")] = None,
-    security_answer: Annotated[
-        str | None, typer.Option("--security-answer", help="Stored only as a slow salted hash.")
+    security_question: Annotated[
+        str | None,
+        typer.Option(
+            "--security-question",
+            help="Its answer is prompted without echo, or read from stdin with --answer-stdin.",
+        ),
     ] = None,
-    password_prompt: Annotated[
-        bool, typer.Option("--password-prompt", help="Ask for a password (without echo).")
+    security_answer: Annotated[
+        str | None,
+        typer.Option(
+            "--security-answer",
+            help="The answer as the caller reads it out (stored only as a slow salted hash).",
+        ),
+    ] = None,
+    answer_stdin: Annotated[
+        bool,
+        typer.Option("--answer-stdin", help="Read the security answer from one line of stdin."),
     ] = False,
+    password_prompt: PasswordPrompt = False,
+    password_stdin: PasswordStdin = False,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Create an active account, optionally holding TINs.
 
+    With --answer-stdin and --password-stdin both, stdin holds the answer's line first.
+
     \b
     Example: portalctl accounts create -u mgarcia -e maria.garcia@example.org -n "Maria Garcia" --tin 061137531:user
     """
-    from portalctl.domain.account_queries import create_account_from_options
+    from portalctl.domain.account_changes import create_account
+    from portalctl.domain.validation import parse_tin_with_role
 
     rt = runtime(ctx)
-    password = (
-        typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-        if password_prompt
-        else None
-    )
+    links = [parse_tin_with_role(text) for text in tin or []]
+    if security_question is not None and security_answer is None:
+        security_answer = read_secret(
+            "Security answer", stdin_option="--answer-stdin", from_stdin=answer_stdin
+        )
+    password = _new_password(password_prompt, password_stdin)
     with rt.transaction() as connection:
-        record = create_account_from_options(
+        record = create_account(
             connection,
             operator=rt.operator_name,
             username=username,
             email=email,
             full_name=full_name,
-            tins=tin or [],
+            tins=links,
             password=password,
             security_question=security_question,
             security_answer=security_answer,
@@ -243,37 +284,48 @@ def create(
 def register(
     ctx: typer.Context,
     tin: Annotated[str, typer.Option("--tin", help="The TIN the registration code was sent for.")],
-    code: Annotated[str, typer.Option("--code", help="The registration code.")],
     username: Annotated[str, typer.Option("--username", "-u")],
     email: Annotated[str, typer.Option("--email", "-e")],
     full_name: Annotated[str, typer.Option("--full-name", "-n")],
-    password_prompt: Annotated[
-        bool, typer.Option("--password-prompt", help="Ask for a password (without echo).")
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code",
+            help="The registration code as the caller reads it out (prompted without "
+            "echo when left out).",
+        ),
+    ] = None,
+    code_stdin: Annotated[
+        bool,
+        typer.Option("--code-stdin", help="Read the registration code from one line of stdin."),
     ] = False,
+    password_prompt: PasswordPrompt = False,
+    password_stdin: PasswordStdin = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Register a new account from a TIN and its registration code (the new-user path).
 
-    The account becomes the TIN's security_admin and the code is used up. If an active account
-    already uses the email, exit 4 with the portal's "Oops!" message, an email goes to that
-    account explaining how to add the TIN to it, and the code stays usable.
+    The account becomes the TIN's security_admin and the code is used up. If an account that
+    is not merged already uses the email, exit 4 with the portal's "Oops!" message naming it,
+    an email goes to that account explaining how to add the TIN to it, and the code stays
+    usable. With --code-stdin and --password-stdin both, stdin holds the code's line first.
 
     \b
     Example: portalctl accounts register --tin 061137531 --code 48213377 -u mgarcia -e maria.garcia@example.org -n "Maria Garcia"
     """
+    from portalctl.core.tin import Tin
     from portalctl.domain.registration import register_account
 
     rt = runtime(ctx)
-    password = (
-        typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-        if password_prompt
-        else None
-    )
+    parsed = Tin.parse(tin)
+    if code is None:
+        code = read_secret("Registration code", stdin_option="--code-stdin", from_stdin=code_stdin)
+    password = _new_password(password_prompt, password_stdin)
     with rt.transaction() as connection:
-        outcome = register_account(
+        record = register_account(
             connection,
             operator=rt.operator_name,
-            tin=tin,
+            tin=parsed,
             code=code,
             username=username,
             email=email,
@@ -281,10 +333,8 @@ def register(
             password=password,
             settings=rt.settings,
         )
-    if outcome.refusal:
-        fail(outcome.refusal, 4)
-    say(f"registered account {outcome.record['username']}")
-    emit(outcome.record, fmt)
+    say(f"registered account {record['username']}")
+    emit(record, fmt)
 
 
 @app.command("import")
@@ -294,7 +344,8 @@ def import_accounts(
         Path,
         typer.Argument(
             help="CSV: username,email,full_name[,tins,status,"
-            "security_question,security_answer,password]."
+            "security_question,security_answer,password]; "
+            "'-' reads stdin."
         ),
     ],
     fmt: FormatOption = OutputFormat.table,
@@ -312,14 +363,14 @@ def import_accounts(
     emit(summary, fmt)
 
 
-def _status_command(action: str, example: str):
+def _status_command(action: str, doc: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
         username: UsernameArgument,
-        reason: ReasonOption,
+        reason: ReasonOption = None,
         fmt: FormatOption = OutputFormat.table,
     ) -> None:
-        from portalctl.domain.accounts import change_account_status
+        from portalctl.domain.account_changes import change_account_status
 
         rt = runtime(ctx)
         with rt.transaction() as connection:
@@ -332,7 +383,7 @@ def _status_command(action: str, example: str):
             )
         emit(record, fmt)
 
-    command.__doc__ = example
+    command.__doc__ = doc
     return command
 
 

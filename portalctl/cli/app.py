@@ -15,6 +15,7 @@ from portalctl.cli import audit
 from portalctl.cli.groups import COMMAND_GROUPS
 from portalctl.cli.runtime import Runtime
 from portalctl.core.errors import ExitCode, PortalError
+from portalctl.core.text import escape_controls
 
 
 class PortalGroup(TyperGroup):
@@ -93,13 +94,9 @@ def _debug(ctx) -> bool:
 
 
 def _report(ctx, message: str, details: list[str]) -> None:
-    typer.echo(f"portalctl: {_one_line(message)}", err=True)
+    typer.echo(f"portalctl: {escape_controls(message)}", err=True)
     for line in details[1:] if details and details[0] in message else details:
-        typer.echo(f"  {_one_line(line)}", err=True)
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r", " ").replace("\n", " ")
+        typer.echo(f"  {escape_controls(line)}", err=True)
 
 
 def _classify_unexpected(error: Exception) -> tuple[ExitCode, str]:

@@ -40,20 +40,22 @@ def audit(
     \b
     Example: portalctl audit --account johnsmith@gmail.com --since 2026-11-01
     """
-    from portalctl.domain.audit_queries import list_audit_matching
+    from portalctl.core.clock import as_utc
+    from portalctl.core.tin import Tin
+    from portalctl.domain.audit import AuditFilter, list_audit
 
     rt = runtime(ctx)
+    audit_filter = AuditFilter(
+        since=as_utc(since),
+        until=as_utc(until),
+        operator=operator,
+        action=action,
+        account=account,
+        tin=Tin.parse(tin) if tin is not None else None,
+        limit=limit,
+    )
     with rt.transaction(read_only=not reveal) as connection:
-        records = list_audit_matching(
-            connection,
-            since=since,
-            until=until,
-            operator=operator,
-            action=action,
-            account=account,
-            tin=tin,
-            limit=limit,
-        )
+        records = list_audit(connection, audit_filter)
         if reveal:
             rt.audit_reveal(connection, command="audit", target="audit_log")
     emit(

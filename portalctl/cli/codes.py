@@ -12,7 +12,8 @@ from portalctl.cli.runtime import (
     RevealOption,
     command_group,
     emit,
-    fail,
+    printing_refused_record,
+    read_secret,
     runtime,
 )
 
@@ -27,8 +28,11 @@ CODE_COLUMNS = [
     "provider_name",
     "issued_at",
     "expires_at",
+    "used_at",
+    "used_by",
 ]
 CodeIdArgument = Annotated[int, typer.Argument(help="The code's id (not the code).")]
+NoEmailOption = Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")]
 
 
 @app.command("issue")
@@ -39,14 +43,18 @@ def issue(
     admin_email: Annotated[str | None, typer.Option("--admin-email")] = None,
     provider_name: Annotated[str | None, typer.Option("--provider-name")] = None,
     org_name: Annotated[str | None, typer.Option("--org-name")] = None,
-    ttl_days: Annotated[int | None, typer.Option("--ttl-days", min=1, max=60)] = None,
-    no_email: Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")] = False,
+    ttl_days: Annotated[
+        int | None,
+        typer.Option("--ttl-days", help="Lifetime in days (default PORTALCTL_CODE_TTL_DAYS)."),
+    ] = None,
+    no_email: NoEmailOption = False,
     csv_file: Annotated[
         Path | None,
         typer.Option(
             "--csv",
             help="Issue for every row of this CSV (tin,admin_name,admin_email, optional "
-            "provider_name,org_name); all or nothing; prints counts, the codes go by email.",
+            "provider_name,org_name); all or nothing; prints counts, the codes go by email; "
+            "'-' reads stdin.",
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --csv: validate only.")] = False,
@@ -55,9 +63,12 @@ def issue(
 ) -> None:
     """Issue a registration code for a TIN and queue the credentialing email; prints the code once.
 
+    Issuing a new code to a contact revokes their earlier usable code for the TIN.
+
     \b
     Example: portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh"
     """
+    from portalctl.core.errors import UsageError
     from portalctl.core.tin import Tin
     from portalctl.domain.code_import import issue_codes_from_csv
     from portalctl.domain.codes import issue_registration_code
@@ -75,8 +86,8 @@ def issue(
             )
         emit(summary, fmt)
         return
-    if not tin or not admin_name or not admin_email:
-        fail("give --tin, --admin-name and --admin-email, or --csv FILE", 2)
+    if tin is None or admin_name is None or admin_email is None:
+        raise UsageError("give --tin, --admin-name and --admin-email, or --csv FILE")
     parsed = Tin.parse(tin)
     with rt.transaction() as connection:
         record = issue_registration_code(
@@ -114,10 +125,10 @@ def list_codes(
     Example: portalctl codes list --tin 061137531 --status active
     """
     from portalctl.core.tin import Tin
-    from portalctl.domain.codes import list_registration_codes
+    from portalctl.domain.code_records import list_registration_codes
 
     rt = runtime(ctx)
-    parsed = Tin.parse(tin) if tin else None
+    parsed = Tin.parse(tin) if tin is not None else None
     with rt.transaction(read_only=not reveal) as connection:
         found = list_registration_codes(
             connection, tin=parsed, status=status, email=email, limit=limit
@@ -139,7 +150,7 @@ def show(
     \b
     Example: portalctl codes show 1
     """
-    from portalctl.domain.codes import show_registration_code
+    from portalctl.domain.code_records import show_registration_code
 
     rt = runtime(ctx)
     with rt.transaction(read_only=not reveal) as connection:
@@ -154,48 +165,44 @@ def verify(
     ctx: typer.Context,
     tin: Annotated[str, typer.Option("--tin")],
     code: Annotated[
-        str | None, typer.Option("--code", help="The code (prompted without echo if not given).")
+        str | None,
+        typer.Option(
+            "--code",
+            help="The code as the caller reads it out (prompted without echo when left out).",
+        ),
     ] = None,
+    code_stdin: Annotated[
+        bool, typer.Option("--code-stdin", help="Read the code from one line of stdin.")
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Check a code for a TIN without using it. Exit 0 valid, 4 with the reason otherwise.
 
     Failures count against the TIN; after PORTALCTL_CODE_MAX_ATTEMPTS (default 5) the TIN's
-    active codes are locked.
+    active codes are locked. Input that cannot be a code is exit 5 and not counted.
 
     \b
     Example: portalctl codes verify --tin 061137531 --code 12345678
     """
     from portalctl.core.tin import Tin
-    from portalctl.domain.codes import check_registration_code
+    from portalctl.domain.code_checks import check_registration_code
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin)
     if code is None:
-        code = typer.prompt("Registration code", hide_input=True, err=True)
-    with rt.transaction() as connection:
+        code = read_secret("Registration code", stdin_option="--code-stdin", from_stdin=code_stdin)
+    with printing_refused_record(fmt), rt.transaction() as connection:
         result = check_registration_code(
-            connection,
-            operator=rt.operator_name,
-            tin=parsed,
-            code=code,
-            secret_key=rt.settings.secret_key,
-            max_attempts=rt.settings.code_max_attempts,
+            connection, operator=rt.operator_name, tin=parsed, code=code, settings=rt.settings
         )
     emit(result, fmt)
-    if not result.valid:
-        fail(
-            f"code refused: {result.reason} ({result.failed_attempts} failed attempt(s)"
-            + (", the TIN's codes are now locked)" if result.locked else ")"),
-            4,
-        )
 
 
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
     code_id: CodeIdArgument,
-    reason: ReasonOption,
+    reason: ReasonOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Revoke a code so it can no longer be used.
@@ -217,7 +224,7 @@ def revoke(
 def reissue(
     ctx: typer.Context,
     code_id: CodeIdArgument,
-    no_email: Annotated[bool, typer.Option("--no-email", help="Do not queue the email.")] = False,
+    no_email: NoEmailOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Revoke a code and issue a new one to the same contact; prints the new id and code once.

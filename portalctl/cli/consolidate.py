@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, fail, runtime
+from portalctl.cli.runtime import (
+    FormatOption,
+    OutputFormat,
+    command_group,
+    emit,
+    printing_refused_record,
+    runtime,
+)
 
 app = command_group("consolidate")
 
@@ -54,7 +61,7 @@ def one(
             operator=rt.operator_name,
             primary=primary,
             secondary=secondary,
-            tin=Tin.parse(tin) if tin else None,
+            tin=Tin.parse(tin) if tin is not None else None,
             dry_run=dry_run,
             notify=notify,
         )
@@ -99,24 +106,19 @@ def run(
     from portalctl.domain.consolidation import run_consolidation_file
 
     rt = runtime(ctx)
-    summary = run_consolidation_file(
-        rt.engine(),
-        file,
-        operator=rt.operator_name,
-        dry_run=dry_run,
-        skip_invalid=skip_invalid,
-        chunk_size=chunk_size,
-        notify=notify,
-        report_path=report,
-        progress=_progress_bar() if sys.stderr.isatty() else None,
-    )
-    emit(summary, fmt)
-    if summary["invalid"] or summary["refused"]:
-        fail(
-            f"{summary['invalid'] + summary['refused']} row(s) not applied"
-            + (f"; see {report}" if report else "; use --report to list them"),
-            7,
+    with printing_refused_record(fmt):
+        summary = run_consolidation_file(
+            rt.engine(),
+            file,
+            operator=rt.operator_name,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            chunk_size=chunk_size,
+            notify=notify,
+            report_path=report,
+            progress=_progress_bar() if sys.stderr.isatty() else None,
         )
+    emit(summary, fmt)
 
 
 @app.command("status")
@@ -131,7 +133,7 @@ def status(
     \b
     Example: portalctl consolidate status 12
     """
-    from portalctl.domain.consolidation_batches import BATCH_COLUMNS, list_batches, show_batch
+    from portalctl.domain.consolidation import BATCH_COLUMNS, list_batches, show_batch
 
     rt = runtime(ctx)
     with rt.transaction(read_only=True) as connection:

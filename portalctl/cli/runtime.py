@@ -38,7 +38,10 @@ RevealOption = Annotated[
     bool,
     typer.Option("--reveal", help="Show full TINs instead of *****1234 (writes an audit record)."),
 ]
-ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
+# Optional to Click: the domain's one reason rule says what is missing, the same everywhere.
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why (required; kept in the audit log).")
+]
 
 
 def command_group(name: str) -> typer.Typer:
@@ -87,7 +90,7 @@ class Runtime:
         """The engine, after checking the database is reachable and its schema current."""
         if self._engine is None:
             from portalctl.core.database import (
-                READ_ONLY_OPTION,
+                DEFER_WRITE_LOCK,
                 create_engine,
                 parse_url,
                 translate_database_errors,
@@ -99,7 +102,7 @@ class Runtime:
             engine = create_engine(self.settings.database_url)
             if check_schema:
                 with translate_database_errors(url), engine.connect() as connection:
-                    connection.execution_options(**{READ_ONLY_OPTION: True})
+                    connection.execution_options(**{DEFER_WRITE_LOCK: True})
                     ensure_current(connection)
             self._engine = engine
         return self._engine
@@ -109,7 +112,7 @@ class Runtime:
         """One transaction on a current schema; connection failures become exit 6.
         ``read_only``: it only reads, so on SQLite it does not queue for the write lock."""
         from portalctl.core.database import (
-            READ_ONLY_OPTION,
+            DEFER_WRITE_LOCK,
             parse_url,
             transaction_on,
             translate_database_errors,
@@ -121,7 +124,7 @@ class Runtime:
             engine.connect() as connection,
         ):
             if read_only:
-                connection.execution_options(**{READ_ONLY_OPTION: True})
+                connection.execution_options(**{DEFER_WRITE_LOCK: True})
             with transaction_on(connection):
                 yield connection
 
@@ -178,7 +181,46 @@ def say(message: str) -> None:
         typer.echo(message, err=True)
 
 
-def fail(message: str, code: int) -> None:
-    """Stop with a one-line message on stderr and the given exit code."""
-    typer.echo(f"portalctl: {message}", err=True)
-    raise typer.Exit(code)
+@contextmanager
+def printing_refused_record(fmt: OutputFormat) -> Iterator[None]:
+    """For a command whose refusal still has a record to show (a verification that failed,
+    a bulk run that skipped rows): print it like a success would, then let the refusal end
+    the command with its exit code."""
+    from portalctl.core.errors import PortalError
+
+    try:
+        yield
+    except PortalError as error:
+        if error.record is not None:
+            emit(error.record, fmt)
+        raise
+
+
+def read_secret(
+    label: str,
+    *,
+    stdin_option: str,
+    from_stdin: bool,
+    confirm: bool = False,
+    otherwise: str = "",
+) -> str:
+    """A secret typed at a terminal without echo (twice with ``confirm``), or one line of
+    standard input with ``--...-stdin`` (for scripts: never an option value, which shell
+    history and ``ps`` keep). Without a terminal a prompt cannot be answered: usage error
+    (``otherwise`` adds the command's other way out to its message)."""
+    from portalctl.core.errors import UsageError
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise UsageError(f"{stdin_option}: no line to read on standard input for the {label}")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"the {label} is asked for at a terminal; without one, give it with {stdin_option}"
+            + otherwise
+        )
+    try:
+        return str(typer.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True))
+    except typer.Abort:
+        raise KeyboardInterrupt from None

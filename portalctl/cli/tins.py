@@ -11,7 +11,7 @@ from portalctl.cli.runtime import (
     RevealOption,
     command_group,
     emit,
-    fail,
+    read_secret,
     runtime,
 )
 
@@ -34,13 +34,15 @@ def show(
     \b
     Example: portalctl tins show 061137531
     """
-    from portalctl.domain.registration import show_tin_text
+    from portalctl.core.tin import Tin
+    from portalctl.domain.links import show_tin
 
     rt = runtime(ctx)
+    parsed = Tin.parse(tin)
     with rt.transaction(read_only=not reveal) as connection:
-        page = show_tin_text(connection, tin=tin)
+        page = show_tin(connection, parsed)
         if reveal:
-            rt.audit_reveal(connection, command="tins show", target="tin")
+            rt.audit_reveal(connection, command="tins show", target=f"tin:{parsed}")
     emit(page, fmt, reveal=reveal)
 
 
@@ -53,48 +55,57 @@ def link(
         str | None,
         typer.Option(
             "--code",
-            help="A registration code for this TIN: links as security_admin and uses the code up.",
+            help="A registration code for this TIN, as the caller reads it out: links as "
+            "security_admin and uses the code up. Prompted without echo when neither --code "
+            "nor --reason is given.",
         ),
     ] = None,
+    code_stdin: Annotated[
+        bool, typer.Option("--code-stdin", help="Read the registration code from stdin.")
+    ] = False,
     reason: Annotated[
         str | None,
-        typer.Option(
-            "--reason", help="Required without --code: why a rep links by hand (audited)."
-        ),
+        typer.Option("--reason", help="A manual link without a code: why (audited)."),
     ] = None,
     role: Annotated[
-        str, typer.Option("--role", help="Without --code: security_admin or user.")
-    ] = "user",
+        str | None,
+        typer.Option("--role", help="Manual links only: security_admin or user (default user)."),
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
 
-    With --code the code is checked against the TIN (failures count towards the TIN's lockout),
-    used exactly once, and the account becomes the TIN's security_admin. Without it, --reason is
-    required and --role chooses the role.
+    With a code, it is checked against the TIN (failures count towards the TIN's lockout), used
+    exactly once, and the account becomes the TIN's security_admin. With --reason instead, a
+    manual link with --role.
 
     \b
     Example: portalctl tins link -u james.smith --tin 061137531 --code 48213377
     """
-    from portalctl.domain.registration import link_tin_text
+    from portalctl.core.tin import Tin
+    from portalctl.domain.registration import link_tin
 
     rt = runtime(ctx)
-    if code is None and not reason:
-        fail("give --code, or --reason for a manual link", 2)
+    parsed = Tin.parse(tin)
+    if code is None and (code_stdin or reason is None):
+        code = read_secret(
+            "Registration code",
+            stdin_option="--code-stdin",
+            from_stdin=code_stdin,
+            otherwise=", or link by hand with --reason",
+        )
     with rt.transaction() as connection:
-        outcome = link_tin_text(
+        record = link_tin(
             connection,
             operator=rt.operator_name,
             username=username,
-            tin=tin,
+            tin=parsed,
             code=code,
             reason=reason,
             role=role,
             settings=rt.settings,
         )
-    if outcome.refusal:
-        fail(outcome.refusal, 4)
-    emit(outcome.record, fmt)
+    emit(record, fmt)
 
 
 @app.command("unlink")
@@ -102,7 +113,7 @@ def unlink(
     ctx: typer.Context,
     username: UsernameOption,
     tin: TinOption,
-    reason: ReasonOption,
+    reason: ReasonOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Allow removing the TIN's last security_admin.")
     ] = False,
@@ -113,15 +124,17 @@ def unlink(
     \b
     Example: portalctl tins unlink -u jsmith_old --tin 836576879 --reason "left the practice"
     """
-    from portalctl.domain.registration import unlink_tin_text
+    from portalctl.core.tin import Tin
+    from portalctl.domain.links import unlink_tin
 
     rt = runtime(ctx)
+    parsed = Tin.parse(tin)
     with rt.transaction() as connection:
-        result = unlink_tin_text(
+        result = unlink_tin(
             connection,
             operator=rt.operator_name,
             username=username,
-            tin=tin,
+            tin=parsed,
             reason=reason,
             force=force,
         )

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from portalctl.core.errors import ConfigurationError
+from portalctl.core.errors import ConfigurationError, InvalidInput
+from portalctl.core.fields import clean_text
 
 DEFAULT_DATABASE_URL = "sqlite:///portal.db"
 
@@ -33,6 +34,27 @@ SETTING_DEFAULTS: dict[str, str | None] = {
 }
 
 
+# The bounds of every whole-number setting; an option that overrides one for a single command
+# (``codes issue --ttl-days``) is checked against the same bounds by ``check_range``.
+SETTING_RANGES: dict[str, tuple[int, int]] = {
+    "PORTALCTL_CODE_DIGITS": (6, 12),
+    "PORTALCTL_CODE_TTL_DAYS": (1, 60),
+    "PORTALCTL_CODE_MAX_ATTEMPTS": (1, 100),
+    "PORTALCTL_ACCOUNT_MAX_FAILURES": (1, 100),
+    "PORTALCTL_MAIL_MAX_ATTEMPTS": (1, 100),
+    "PORTALCTL_MAIL_LEASE_SECONDS": (1, 86_400),
+}
+
+
+def check_range(name: str, value: int, *, what: str) -> int:
+    """``value`` if it is within the bounds of the setting ``name``, else invalid input naming
+    ``what`` (the option or column it came from)."""
+    minimum, maximum = SETTING_RANGES[name]
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"{what} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved configuration for one run of portalctl."""
@@ -50,7 +72,7 @@ class Settings:
     def operator(self) -> str:
         explicit = self.get("PORTALCTL_OPERATOR")
         if explicit and explicit.strip():
-            return explicit.strip()
+            return clean_text(explicit, "operator") or "unknown"
         try:
             return getpass.getuser()
         except (KeyError, OSError):
@@ -67,7 +89,10 @@ class Settings:
             )
         return key.strip().encode()
 
-    def integer(self, name: str, *, minimum: int, maximum: int) -> int:
+    def integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        """A whole-number setting within its bounds (``SETTING_RANGES``, unless given)."""
+        if minimum is None or maximum is None:
+            minimum, maximum = SETTING_RANGES[name]
         raw = self.get(name)
         try:
             value = int(str(raw).strip())
@@ -79,19 +104,19 @@ class Settings:
 
     @property
     def code_digits(self) -> int:
-        return self.integer("PORTALCTL_CODE_DIGITS", minimum=6, maximum=12)
+        return self.integer("PORTALCTL_CODE_DIGITS")
 
     @property
     def code_ttl_days(self) -> int:
-        return self.integer("PORTALCTL_CODE_TTL_DAYS", minimum=1, maximum=60)
+        return self.integer("PORTALCTL_CODE_TTL_DAYS")
 
     @property
     def code_max_attempts(self) -> int:
-        return self.integer("PORTALCTL_CODE_MAX_ATTEMPTS", minimum=1, maximum=100)
+        return self.integer("PORTALCTL_CODE_MAX_ATTEMPTS")
 
     @property
     def account_max_failures(self) -> int:
-        return self.integer("PORTALCTL_ACCOUNT_MAX_FAILURES", minimum=1, maximum=100)
+        return self.integer("PORTALCTL_ACCOUNT_MAX_FAILURES")
 
 
 def load_settings(

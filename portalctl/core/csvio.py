@@ -4,12 +4,13 @@ names are trimmed and case-insensitive, blank lines skipped, every problem named
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from portalctl.core.errors import InvalidInput
 
@@ -57,13 +58,94 @@ class CsvErrors:
 
 def open_csv_text(path: str | Path) -> tuple[IO[str], str]:
     """Open a CSV file (or ``-`` for stdin) as UTF-8 text with any BOM removed."""
+    stream, source, _ = open_csv_hashed(path)
+    return stream, source
+
+
+class Sha256Reader(io.RawIOBase):
+    """A byte stream that hashes what is read through it, so an input is read once (a FIFO or
+    stdin cannot be read twice) and still identified by its SHA-256. Seeking back to the start
+    starts the hash again."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    @property
+    def name(self) -> Any:
+        return getattr(self.raw, "name", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return int(count or 0)
+
+    def seekable(self) -> bool:
+        return self.raw.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = self.raw.seek(offset, whence)
+        if position == 0:
+            self.digest = hashlib.sha256()
+        return position
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def close(self) -> None:
+        if self.raw is not getattr(sys.stdin, "buffer", None):
+            self.raw.close()
+        super().close()
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def open_csv_hashed(path: str | Path) -> tuple[IO[str], str, Sha256Reader]:
+    """``open_csv_text``, and the reader whose ``hexdigest()`` is the SHA-256 of what was read."""
     if str(path) == "-":
-        raw = getattr(sys.stdin, "buffer", None)
-        if raw is None:
-            return sys.stdin, "<stdin>"
-        return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), "<stdin>"
-    file_path = Path(path)
-    return open_input_file(file_path, encoding="utf-8-sig", newline=""), str(file_path)
+        source, raw = "<stdin>", sys.stdin.buffer
+    else:
+        source, raw = str(path), open_input_file(path, "rb", buffering=0)
+    reader = Sha256Reader(raw)
+    text = io.TextIOWrapper(io.BufferedReader(reader), encoding="utf-8-sig", newline="")
+    return text, source, reader
+
+
+@dataclass
+class OutputFile:
+    """A report being written: a file portalctl opened, or stdout (``-``), left open."""
+
+    stream: IO[str]
+    owned: bool
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+        else:
+            self.stream.flush()
+
+
+def open_output_file(path: str | Path) -> OutputFile:
+    """Open a report for writing before any work is done (``-`` is stdout), so a path that
+    cannot be written is invalid input (exit 5) while nothing has changed yet."""
+    if str(path) == "-":
+        return OutputFile(sys.stdout, owned=False)
+    try:
+        return OutputFile(open(path, "w", encoding="utf-8", newline=""), owned=True)
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such directory for the report") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InvalidInput(f"{path}: permission denied") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot be written ({error.strerror})") from None
 
 
 def open_input_file(path: str | Path, mode: str = "r", **options) -> IO:
@@ -76,6 +158,8 @@ def open_input_file(path: str | Path, mode: str = "r", **options) -> IO:
         raise InvalidInput(f"{path}: is a directory, not a CSV file") from None
     except PermissionError:
         raise InvalidInput(f"{path}: permission denied") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot be read ({error.strerror})") from None
 
 
 def read_csv(

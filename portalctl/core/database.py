@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
 
 
-# Execution option of a connection whose transactions only read.
-READ_ONLY_OPTION = "portalctl_read_only"
+# Execution option for a connection whose transactions only read: on SQLite they BEGIN
+# deferred, so they never queue for the write lock that writers take at BEGIN (in WAL mode a
+# reader then sees the last commit at once); on PostgreSQL it changes nothing.
+DEFER_WRITE_LOCK = "portalctl_defer_write_lock"
 
 
 def parse_url(url: str) -> URL:
@@ -83,7 +85,7 @@ def _begin_immediate(connection) -> None:
     # Take SQLite's write lock at BEGIN, so two writers queue instead of failing mid-transaction.
     # A transaction that only reads begins deferred: in WAL mode it then never waits for a
     # writer (`consolidate status` during a long run would otherwise queue behind every chunk).
-    if connection.get_execution_options().get(READ_ONLY_OPTION):
+    if connection.get_execution_options().get(DEFER_WRITE_LOCK):
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

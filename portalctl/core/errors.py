@@ -24,14 +24,17 @@ class ExitCode(IntEnum):
 
 
 class PortalError(Exception):
-    """A failure the operator can act on; its message is shown as one line."""
+    """A failure the operator can act on; its message is shown as one line. ``record``, when
+    given, is what the command prints before ending with the error (a verification result
+    with ``verified: false``, a bulk run's summary)."""
 
     exit_code: ExitCode = ExitCode.BUG
 
-    def __init__(self, message: str, *, details: list[str] | None = None):
+    def __init__(self, message: str, *, details: list[str] | None = None, record: Any = None):
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.record = record
 
 
 class UsageError(PortalError):
@@ -60,13 +63,7 @@ class RecordedRefusal(Refused):
     """A refusal whose transaction must still commit: what led to it was itself recorded (a
     failed attempt counted, an account locked, the "Oops!" email queued, an audit record).
 
-    The transaction helpers commit before re-raising it; every other error rolls back.
-    ``record`` is what the command would have printed had the check passed (e.g. the
-    verification result with ``verified: false``)."""
-
-    def __init__(self, message: str, *, record: Any = None, details: list[str] | None = None):
-        super().__init__(message, details=details)
-        self.record = record
+    The transaction helpers commit before re-raising it; every other error rolls back."""
 
 
 class InvalidInput(PortalError):

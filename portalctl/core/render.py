@@ -14,6 +14,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+from portalctl.core.text import escape_controls
 from portalctl.core.tin import Tin
 
 FORMATS = ("table", "json", "csv")
@@ -103,7 +104,7 @@ def _table(rows: list[dict], columns: Sequence[str]) -> str:
         return "(no rows)"
     from tabulate import tabulate
 
-    body = [[_one_line(cell_text(row.get(column))) for column in columns] for row in rows]
+    body = [[escape_controls(cell_text(row.get(column))) for column in columns] for row in rows]
     return tabulate(body, headers=list(columns), tablefmt="simple", disable_numparse=True)
 
 
@@ -120,7 +121,7 @@ def _vertical_table(record: dict) -> str:
         ):
             body.append([key, f"({len(value)} rows below)"])
         else:
-            body.append([key, _one_line(cell_text(value))])
+            body.append([key, escape_controls(cell_text(value))])
     text = tabulate(body, tablefmt="plain", disable_numparse=True)
     for key, value in record.items():
         if (
@@ -131,7 +132,3 @@ def _vertical_table(record: dict) -> str:
         ):
             text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
     return text
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r", " ").replace("\n", " ")

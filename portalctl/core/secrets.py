@@ -10,6 +10,8 @@ import os
 import secrets
 import unicodedata
 
+from portalctl.core.errors import InvalidInput
+
 # scrypt cost (n=2**14, r=8, p=1: ~16 MiB and tens of milliseconds a hash).
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -72,7 +74,17 @@ def code_hmac(key: bytes, *, tin: str, code: str) -> str:
 
 
 def generate_code(digits: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(digits))
+    """A uniformly random code of ``digits`` decimal digits (leading zeros kept)."""
+    return str(secrets.randbelow(10**digits)).zfill(digits)
+
+
+def parse_code(text: str, *, digits: int, what: str = "registration code") -> str:
+    """A code as typed (spaces around ignored), or ``InvalidInput`` when it cannot be one:
+    not ``digits`` ASCII digits. Such input is not counted as a failed attempt."""
+    code = text.strip() if isinstance(text, str) else ""
+    if len(code) != digits or not (code.isascii() and code.isdigit()):
+        raise InvalidInput(f"invalid {what}: expected {digits} digits")
+    return code
 
 
 def _fernet(key: bytes):

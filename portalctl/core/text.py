@@ -17,6 +17,11 @@ def has_controls(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def without_line_breaks(text: str) -> str:
+    """CR and LF as spaces: what the audit log and log lines do to a value (SPEC 1)."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
 def collapse_spaces(text: str) -> str:
     """Runs of whitespace (line breaks included) become one space; ends trimmed."""
     return " ".join(text.split())

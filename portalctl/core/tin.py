@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from portalctl.core.errors import InvalidInput
+from portalctl.core.text import quoted
 
 _ACCEPTED = re.compile(r"\d{9}|\d{2}-\d{7}|\d{3}-\d{2}-\d{4}")
 
@@ -22,7 +23,7 @@ class Tin:
     def __post_init__(self) -> None:
         if not (len(self.digits) == 9 and self.digits.isdigit() and self.digits.isascii()):
             raise InvalidInput(
-                f"invalid TIN {_quote(mask_text(self.digits))}: expected nine digits"
+                f"invalid TIN {quoted(mask_text(self.digits))}: expected nine digits"
             )
         if self.digits == "000000000":
             raise InvalidInput("invalid TIN: 000000000 is not a Tax ID")
@@ -56,7 +57,7 @@ def parse_tin_digits(text: str) -> str:
     candidate = text.strip()
     if not _ACCEPTED.fullmatch(candidate) or not candidate.isascii():
         raise InvalidInput(
-            f"invalid TIN {_quote(mask_text(candidate))}: use 9 digits, "
+            f"invalid TIN {quoted(mask_text(candidate))}: use 9 digits, "
             "as 123456789, 12-3456789 or 123-45-6789"
         )
     digits = candidate.replace("-", "")
@@ -65,9 +66,18 @@ def parse_tin_digits(text: str) -> str:
     return digits
 
 
+MASK_PREFIX = "*****"
+
+
 def mask_tin(digits: str) -> str:
     """``061137531`` -> ``*****7531``."""
-    return "*****" + digits[-4:]
+    return MASK_PREFIX + digits[-4:]
+
+
+def masked_tin_sql(column: str) -> str:
+    """The SQL expression of ``mask_tin`` over a nine-digit TIN column, for records that
+    set-based statements build (audit details, messages); NULL stays NULL."""
+    return f"'{MASK_PREFIX}' || substr({column}, 6, 4)"
 
 
 def mask_text(text: str) -> str:
@@ -75,8 +85,3 @@ def mask_text(text: str) -> str:
     if len(text) <= 4:
         return text
     return "*" * min(len(text) - 4, 12) + text[-4:]
-
-
-def _quote(text: str) -> str:
-    shown = text if len(text) <= 40 else text[:37] + "..."
-    return "'" + shown.replace("\r", " ").replace("\n", " ") + "'"

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from portalctl.core.clock import utc_now
 from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput, PortalError
+from portalctl.core.fields import clean_text
 from portalctl.core.schema import JSONText, UTCDateTime
 from portalctl.core.secrets import hash_secret, normalise_answer
 from portalctl.core.staging import (
@@ -28,7 +29,7 @@ from portalctl.core.tin import mask_tin, parse_tin_digits
 from portalctl.domain.audit import record_audit
 from portalctl.domain.validation import (
     clean_email,
-    clean_full_name,
+    clean_name,
     clean_role,
     clean_status,
     clean_username,
@@ -109,10 +110,10 @@ def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
     a 1,000,000-row import: plain locals, no per-TIN objects.)"""
     username = clean_username(values["username"])
     email = clean_email(values["email"])
-    full_name = clean_full_name(values["full_name"])
+    full_name = clean_name(values["full_name"])
     status = values.get("status")
     status = clean_status(status) if status else "active"
-    question = values.get("security_question") or None
+    question = clean_text(values.get("security_question"), "security question", required=False)
     answer = values.get("security_answer") or None
     if (question is None) != (answer is None):
         raise InvalidInput("security_question and security_answer go together")

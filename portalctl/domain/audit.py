@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from portalctl.core.clock import utc_now
 from portalctl.core.render import to_plain
 from portalctl.core.schema import audit_log
+from portalctl.core.text import without_line_breaks
 from portalctl.core.tin import Tin
 
 
@@ -30,32 +31,14 @@ def record_audit(
     connection.execute(
         audit_log.insert().values(
             at=now or utc_now(),
-            operator=_one_line(operator),
+            operator=without_line_breaks(operator),
             action=action,
-            target=_one_line(target) if target else None,
+            target=without_line_breaks(target) if target else None,
             account=account,
             tin=tin.reveal() if tin else None,
             details=to_plain(details or {}, reveal=False),
         )
     )
-
-
-def audit_rows(
-    operator: str, action: str, now: datetime, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Audit records for a bulk insert (``connection.execute(audit_log.insert(), rows)``)."""
-    return [
-        {
-            "at": now,
-            "operator": _one_line(operator),
-            "action": action,
-            "target": row.get("target"),
-            "account": row.get("account"),
-            "tin": row["tin"].reveal() if isinstance(row.get("tin"), Tin) else row.get("tin"),
-            "details": to_plain(row.get("details") or {}),
-        }
-        for row in rows
-    ]
 
 
 @dataclass(frozen=True)
@@ -98,7 +81,3 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
         }
         for row in rows
     ]
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r", " ").replace("\n", " ")

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
 from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
-from portalctl.core.errors import InvalidInput, PortalError
+from portalctl.core.errors import InvalidInput, PortalError, Refused
+from portalctl.core.fields import clean_text
 from portalctl.core.schema import JSONText, UTCDateTime
 from portalctl.core.secrets import code_hmac, encrypt_secret, generate_code
 from portalctl.core.staging import create_staging_table, drop_staging_table, load_rows
@@ -23,7 +24,7 @@ from portalctl.core.tin import Tin
 from portalctl.domain.audit import record_audit
 from portalctl.domain.emails import credentialing_body, credentialing_subject
 from portalctl.domain.outbox import new_message_id
-from portalctl.domain.validation import clean_email
+from portalctl.domain.validation import clean_email, clean_name
 
 REQUIRED = ("tin", "admin_name", "admin_email")
 OPTIONAL = ("provider_name", "org_name")
@@ -40,10 +41,6 @@ _STAGE_COLUMNS = [
     ("secret_ciphertext", "TEXT"),
     ("message_id", "VARCHAR(250)"),
 ]
-
-
-def _one_line(text: str | None) -> str | None:
-    return " ".join(text.split()) if text and text.strip() else None
 
 
 def issue_codes_from_csv(
@@ -75,11 +72,10 @@ def issue_codes_from_csv(
                     raise InvalidInput(record.problem)
                 values = record.values
                 tin = Tin.parse(values["tin"]).reveal()
-                name = _one_line(values["admin_name"])
-                if not name or len(name) > 200:
-                    raise InvalidInput(f"invalid admin_name {values['admin_name']!r}")
-                email = clean_email(values["admin_email"])
-                provider = _one_line(values.get("provider_name"))
+                name = clean_name(values["admin_name"], "admin name")
+                email = clean_email(values["admin_email"], what="admin email")
+                provider = clean_text(values.get("provider_name"), "provider name", required=False)
+                org_name = clean_text(values.get("org_name"), "organisation name", required=False)
                 if dry_run:
                     yield (
                         record.line,
@@ -87,7 +83,7 @@ def issue_codes_from_csv(
                         name,
                         email,
                         provider,
-                        _one_line(values.get("org_name")),
+                        org_name,
                         None,
                         None,
                         None,
@@ -105,7 +101,7 @@ def issue_codes_from_csv(
                     name,
                     email,
                     provider,
-                    _one_line(values.get("org_name")),
+                    org_name,
                     digest,
                     encrypt_secret(key, code) if send_email else None,
                     new_message_id() if send_email else None,
@@ -128,7 +124,10 @@ def issue_codes_from_csv(
         )
     ).first()
     if clash is not None:  # a one-in-10**digits coincidence with an existing code of the TIN
-        raise PortalError(f"{source}:{clash.line}: generated code clashed; run the file again")
+        raise Refused(
+            f"{source}:{clash.line}: a generated code clashed with an existing one; nothing was "
+            "written: run the file again"
+        )
     counts = _apply(
         connection,
         operator=operator,

@@ -1,26 +1,13 @@
-"""Registration codes: issue, list, show, check, consume, revoke and reissue.
+"""Registration codes: issue, revoke and reissue (SPEC section 1).
 
 A code is stored only as ``code_hmac(key, tin=, code=)``; the plain code is returned once by
 ``issue_registration_code`` / ``reissue_registration_code`` and, when an email is queued, kept
-encrypted in the outbox until delivery. Status ``expired`` is derived from ``expires_at`` and the
-clock, never stored.
-
-API for linking and registration (issue 3)::
-
-    check = check_registration_code(connection, operator=..., tin=tin, code=code,
-                                    secret_key=key, max_attempts=n, now=now)
-    if not check.valid:          # the failure was counted: commit, then refuse (exit 4)
-        ...check.reason...       # 'wrong', 'expired', 'used', 'revoked' or 'locked'
-    consume_registration_code(connection, code_id=check.code_id, account_id=..., now=now)
-
-``consume_registration_code`` raises ``Refused`` when the code is no longer active, so of two
-concurrent uses of one code exactly one wins.
+encrypted in the outbox until delivery. A contact holds at most one active code per TIN:
+issuing a new one revokes theirs as replaced. Checking and using a code is ``code_checks``'s.
 """
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,65 +15,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
-from portalctl.core.config import Settings
-from portalctl.core.errors import InvalidInput, NotFound, Refused
+from portalctl.core.config import Settings, check_range
+from portalctl.core.errors import Refused
+from portalctl.core.fields import clean_reason, clean_text
 from portalctl.core.schema import organisations, registration_codes
 from portalctl.core.secrets import code_hmac, generate_code
 from portalctl.core.tin import Tin
-from portalctl.domain.accounts import ensure_organisation
 from portalctl.domain.audit import record_audit
+from portalctl.domain.code_records import show_registration_code
 from portalctl.domain.emails import credentialing_body, credentialing_subject
+from portalctl.domain.organisations import ensure_organisation
 from portalctl.domain.outbox import queue_email
+from portalctl.domain.validation import clean_email, clean_name
 
-CODE_STATUSES = ("active", "used", "revoked", "locked", "expired")
 _C = registration_codes.c
-
-
-@dataclass
-class CodeCheck:
-    """The outcome of checking a (TIN, code) pair; a failure has already been counted."""
-
-    valid: bool
-    reason: str | None = None
-    code_id: int | None = None
-    failed_attempts: int = 0
-    locked: bool = False
-
-
-def _shown_status(status: str, expires_at: datetime, now: datetime) -> str:
-    return "expired" if status == "active" and expires_at <= now else status
-
-
-def _record(row: Any, now: datetime) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "tin": Tin(row.tin),
-        "status": _shown_status(row.status, row.expires_at, now),
-        "admin_name": row.admin_name,
-        "admin_email": row.admin_email,
-        "provider_name": row.provider_name,
-        "issued_by": row.issued_by,
-        "issued_at": row.issued_at,
-        "expires_at": row.expires_at,
-        "used_at": row.used_at,
-        "revoked_at": row.revoked_at,
-        "revoke_reason": row.revoke_reason,
-        "replaces_id": row.replaces_id,
-    }
-
-
-def _validate_contact(admin_name: str, admin_email: str) -> None:
-    if not admin_name or not admin_name.strip() or len(admin_name) > 200:
-        raise InvalidInput(f"invalid admin name {admin_name!r}")
-    email = admin_email.strip()
-    if (
-        "@" not in email
-        or any(c.isspace() for c in email)
-        or len(email) > 254
-        or email.startswith("@")
-        or email.endswith("@")
-    ):
-        raise InvalidInput(f"invalid admin email {admin_email!r}")
+# The statuses a code can still be used or recovered from; revoking applies to these.
+REVOCABLE = ("active", "locked")
 
 
 def issue_registration_code(
@@ -109,12 +53,16 @@ def issue_registration_code(
     Returns the code's record plus ``code``: the plain code, which is nowhere else in clear.
     """
     now = now or utc_now()
-    _validate_contact(admin_name, admin_email)
+    admin_name = clean_name(admin_name, "admin name")
+    admin_email = clean_email(admin_email, what="admin email")
+    provider_name = clean_text(provider_name, "provider name", required=False)
     ttl = settings.code_ttl_days if ttl_days is None else ttl_days
-    if not 1 <= ttl <= 60:
-        raise InvalidInput(f"--ttl-days must be between 1 and 60, not {ttl}")
+    check_range("PORTALCTL_CODE_TTL_DAYS", ttl, what="--ttl-days")
     key = settings.secret_key
     ensure_organisation(connection, tin, now=now, name=org_name)
+    replaced = revoke_contact_codes(
+        connection, tin=tin, admin_email=admin_email, reason="replaced", now=now
+    )
     while True:
         code = generate_code(settings.code_digits)
         digest = code_hmac(key, tin=tin.reveal(), code=code)
@@ -126,8 +74,8 @@ def issue_registration_code(
             tin=tin.reveal(),
             code_hmac=digest,
             status="active",
-            admin_name=admin_name.strip(),
-            admin_email=admin_email.strip(),
+            admin_name=admin_name,
+            admin_email=admin_email,
             provider_name=provider_name,
             issued_by=operator,
             issued_at=now,
@@ -141,8 +89,8 @@ def issue_registration_code(
         email_id = queue_email(
             connection,
             kind="credentialing",
-            recipient=admin_email.strip(),
-            recipient_name=admin_name.strip(),
+            recipient=admin_email,
+            recipient_name=admin_name,
             subject=credentialing_subject(settings),
             body=credentialing_body(settings, admin_name=admin_name, provider_name=provider_name),
             secret=code,
@@ -158,168 +106,52 @@ def issue_registration_code(
         target=f"code:{code_id}",
         tin=tin,
         details={
-            "admin_email": admin_email.strip(),
+            "admin_email": admin_email,
             "email_id": email_id,
             "replaces_id": replaces_id,
+            "revoked_as_replaced": replaced,
         },
         now=now,
     )
     record = show_registration_code(connection, code_id=code_id, now=now)
-    return {
-        "id": code_id,
-        "tin": tin,
-        "code": code,
-        **{k: v for k, v in record.items() if k not in ("id", "tin")},
-        "email_id": email_id,
-    }
+    rest = {name: value for name, value in record.items() if name not in ("id", "tin")}
+    return {"id": code_id, "tin": tin, "code": code, **rest, "email_id": email_id}
 
 
-def show_registration_code(
-    connection: Connection, *, code_id: int, now: datetime | None = None
-) -> dict[str, Any]:
-    row = connection.execute(sa.select(registration_codes).where(_C.id == code_id)).first()
-    if row is None:
-        raise NotFound(f"no registration code {code_id}")
-    return _record(row, now or utc_now())
-
-
-def list_registration_codes(
-    connection: Connection,
-    *,
-    tin: Tin | None = None,
-    status: str | None = None,
-    email: str | None = None,
-    limit: int = 100,
-    now: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Codes newest first; ``status`` may be ``expired`` (active but past its expiry)."""
-    now = now or utc_now()
-    if status is not None and status not in CODE_STATUSES:
-        raise InvalidInput(f"unknown status {status!r} (one of {', '.join(CODE_STATUSES)})")
-    query = sa.select(registration_codes).order_by(_C.id.desc()).limit(limit)
-    if tin is not None:
-        query = query.where(_C.tin == tin.reveal())
-    if email:
-        query = query.where(sa.func.lower(_C.admin_email) == email.strip().lower())
-    if status == "expired":
-        query = query.where(_C.status == "active", _C.expires_at <= now)
-    elif status == "active":
-        query = query.where(_C.status == "active", _C.expires_at > now)
-    elif status:
-        query = query.where(_C.status == status)
-    return [_record(row, now) for row in connection.execute(query)]
-
-
-def check_registration_code(
-    connection: Connection,
-    *,
-    operator: str,
-    tin: Tin,
-    code: str,
-    secret_key: bytes,
-    max_attempts: int,
-    now: datetime | None = None,
-) -> CodeCheck:
-    """Check a (TIN, code) pair without consuming it; never raises for a bad code.
-
-    A wrong, expired, used, revoked or locked code counts one failed attempt against the TIN;
-    at ``max_attempts`` failures every active code of the TIN becomes ``locked`` (reissue to
-    recover). A valid check resets the count. The caller must commit even when ``valid`` is
-    False, then refuse (exit 4) with ``reason``.
-    """
-    now = now or utc_now()
-    digest = code_hmac(secret_key, tin=tin.reveal(), code=code.strip())
-    row = connection.execute(
-        sa.select(_C.id, _C.code_hmac, _C.status, _C.expires_at).where(
-            _C.code_hmac == digest, _C.tin == tin.reveal()
-        )
-    ).first()
-    if row is not None and hmac.compare_digest(row.code_hmac, digest):
-        reason = _shown_status(row.status, row.expires_at, now)
-        if reason == "active":
-            connection.execute(
-                organisations.update()
-                .where(organisations.c.tin == tin.reveal())
-                .values(failed_code_attempts=0)
-            )
-            record_audit(
-                connection,
-                operator=operator,
-                action="code.verify",
-                target=f"code:{row.id}",
-                tin=tin,
-                details={"valid": True},
-                now=now,
-            )
-            return CodeCheck(valid=True, code_id=row.id)
-    else:
-        reason = "wrong"
-    failures = connection.execute(
-        organisations.update()
-        .where(organisations.c.tin == tin.reveal())
-        .values(failed_code_attempts=organisations.c.failed_code_attempts + 1)
-        .returning(organisations.c.failed_code_attempts)
-    ).scalar()
-    failures = failures or 0
-    locked = failures >= max_attempts
-    if locked:
+def revoke_contact_codes(
+    connection: Connection, *, tin: Tin, admin_email: str, reason: str, now: datetime
+) -> list[int]:
+    """Revoke the contact's usable codes for ``tin`` (before a new one is issued to them)."""
+    return list(
         connection.execute(
             registration_codes.update()
-            .where(_C.tin == tin.reveal(), _C.status == "active")
-            .values(status="locked")
-        )
-    record_audit(
-        connection,
-        operator=operator,
-        action="code.verify",
-        target=f"code:{row.id}" if row is not None else f"tin:{tin}",
-        tin=tin,
-        details={"valid": False, "reason": reason, "failed_attempts": failures, "locked": locked},
-        now=now,
+            .where(
+                _C.tin == tin.reveal(),
+                sa.func.lower(_C.admin_email) == admin_email.lower(),
+                _C.status.in_(REVOCABLE),
+            )
+            .values(status="revoked", revoked_at=now, revoke_reason=reason)
+            .returning(_C.id)
+        ).scalars()
     )
-    return CodeCheck(
-        valid=False,
-        reason=reason,
-        code_id=row.id if row is not None else None,
-        failed_attempts=failures,
-        locked=locked,
-    )
-
-
-def consume_registration_code(
-    connection: Connection, *, code_id: int, account_id: int | None, now: datetime | None = None
-) -> None:
-    """Mark a checked code used, exactly once: raises ``Refused`` if it is no longer active
-    (used, revoked, locked or expired meanwhile). The caller writes its own audit record."""
-    now = now or utc_now()
-    done = connection.execute(
-        registration_codes.update()
-        .where(
-            _C.id == code_id,
-            _C.status == "active",
-            _C.expires_at > now,
-        )
-        .values(status="used", used_at=now, used_by=account_id)
-    ).rowcount
-    if done != 1:
-        raise Refused(f"registration code {code_id} is no longer usable")
 
 
 def revoke_registration_code(
-    connection: Connection, *, operator: str, code_id: int, reason: str, now: datetime | None = None
+    connection: Connection,
+    *,
+    operator: str,
+    code_id: int,
+    reason: str | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Revoke an active or locked code; a used or already revoked one is refused."""
     now = now or utc_now()
-    if not reason or not reason.strip():
-        raise InvalidInput("--reason must not be empty")
+    reason = clean_reason(reason)
     record = show_registration_code(connection, code_id=code_id, now=now)
     done = connection.execute(
         registration_codes.update()
-        .where(
-            _C.id == code_id,
-            _C.status.in_(("active", "locked")),
-        )
-        .values(status="revoked", revoked_at=now, revoke_reason=reason.strip())
+        .where(_C.id == code_id, _C.status.in_(REVOCABLE))
+        .values(status="revoked", revoked_at=now, revoke_reason=reason)
     ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is {record['status']}, it cannot be revoked")
@@ -329,7 +161,7 @@ def revoke_registration_code(
         action="code.revoke",
         target=f"code:{code_id}",
         tin=record["tin"],
-        details={"reason": reason.strip()},
+        details={"reason": reason},
         now=now,
     )
     return show_registration_code(connection, code_id=code_id, now=now)
@@ -344,17 +176,17 @@ def reissue_registration_code(
     send_email: bool = True,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Revoke a code (unless already revoked/expired) and issue a new one to the same contact."""
+    """A new code for the same contact, replacing this one (revoked, with any other usable
+    code of theirs for the TIN); a used code is refused. The TIN's failure count restarts."""
     now = now or utc_now()
     old = show_registration_code(connection, code_id=code_id, now=now)
     if old["status"] == "used":
         raise Refused(f"registration code {code_id} was used; issue a new code instead")
-    if old["status"] in ("active", "locked", "expired"):
-        connection.execute(
-            registration_codes.update()
-            .where(_C.id == code_id)
-            .values(status="revoked", revoked_at=now, revoke_reason="reissued")
-        )
+    connection.execute(
+        registration_codes.update()
+        .where(_C.id == code_id, _C.status.in_(REVOCABLE))
+        .values(status="revoked", revoked_at=now, revoke_reason="reissued")
+    )
     connection.execute(
         organisations.update()
         .where(organisations.c.tin == old["tin"].reveal())

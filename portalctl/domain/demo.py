@@ -13,8 +13,9 @@ from portalctl.core.clock import utc_now
 from portalctl.core.errors import Refused
 from portalctl.core.schema import account_tins, accounts, organisations
 from portalctl.core.tin import Tin
-from portalctl.domain.accounts import create_account, ensure_organisation
+from portalctl.domain.account_changes import create_account
 from portalctl.domain.audit import record_audit
+from portalctl.domain.organisations import ensure_organisation
 
 DEMO_PASSWORD = "Portal-Demo-2021"
 

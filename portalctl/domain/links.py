@@ -1,4 +1,5 @@
-"""Links between accounts and Tax IDs: a rep's manual link, unlink, and the TIN's page."""
+"""Links between accounts and Tax IDs: the rules for adding one, a rep's manual link, unlink,
+and the TIN's page."""
 
 from __future__ import annotations
 
@@ -6,37 +7,29 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from portalctl.core.clock import utc_now
-from portalctl.core.errors import InvalidInput, NotFound, Refused
-from portalctl.core.schema import account_tins, accounts, organisations, registration_codes
+from portalctl.core.errors import NotFound, Refused
+from portalctl.core.fields import clean_reason
+from portalctl.core.schema import account_tins, accounts, registration_codes
+from portalctl.core.text import quoted
 from portalctl.core.tin import Tin
 from portalctl.domain.accounts import get_account_row
 from portalctl.domain.audit import record_audit
+from portalctl.domain.code_records import shown_code_status
+from portalctl.domain.organisations import get_organisation
 from portalctl.domain.validation import clean_role
 
-ROLE_RANK = {"user": 1, "security_admin": 2}
 
-
-def get_organisation(connection: Connection, tin: Tin) -> Any:
-    row = (
-        connection.execute(sa.select(organisations).where(organisations.c.tin == tin.reveal()))
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise NotFound(f"no organisation with TIN {tin}")
-    return row
-
-
-def require_linkable_account(connection: Connection, username: str, tin: Tin) -> Any:
-    """The active account that may receive ``tin``; refused if inactive or already holding it."""
+def require_linkable_account(connection: Connection, username: str, tin: Tin) -> RowMapping:
+    """The active account that may receive ``tin`` (locked for the transaction); refused if
+    it is not active or already holds the TIN."""
     account = get_account_row(connection, username, for_update=True)
+    name = quoted(account["username"])
     if account["status"] != "active":
         raise Refused(
-            f"account {account['username']!r} is {account['status']}; "
-            "only an active account can be linked to a TIN"
+            f"account {name} is {account['status']}; only an active account can be linked to a TIN"
         )
     held = connection.execute(
         sa.select(account_tins.c.role).where(
@@ -44,7 +37,7 @@ def require_linkable_account(connection: Connection, username: str, tin: Tin) ->
         )
     ).scalar()
     if held is not None:
-        raise Refused(f"account {account['username']!r} already holds TIN {tin} (as {held})")
+        raise Refused(f"account {name} already holds TIN {tin} (as {held})")
     return account
 
 
@@ -52,7 +45,7 @@ def add_link(
     connection: Connection,
     *,
     operator: str,
-    account: Any,
+    account: RowMapping,
     tin: Tin,
     role: str,
     now: datetime,
@@ -60,7 +53,7 @@ def add_link(
     reason: str | None = None,
     code_id: int | None = None,
 ) -> dict[str, Any]:
-    """Insert the link and its audit record (the caller has checked the rules)."""
+    """Insert the link and its audit record (``require_linkable_account`` has checked it)."""
     connection.execute(
         account_tins.insert().values(
             account_id=account["id"], tin=tin.reveal(), role=role, linked_at=now
@@ -91,13 +84,12 @@ def link_tin_manually(
     username: str,
     tin: Tin,
     role: str = "user",
-    reason: str,
+    reason: str | None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """A rep links a TIN without a registration code; the reason goes in the audit log."""
     now = now or utc_now()
-    if not reason or not reason.strip():
-        raise InvalidInput("a link without --code needs --reason")
+    reason = clean_reason(reason)
     role = clean_role(role)
     get_organisation(connection, tin)
     account = require_linkable_account(connection, username, tin)
@@ -109,7 +101,7 @@ def link_tin_manually(
         role=role,
         now=now,
         via="manual",
-        reason=reason.strip(),
+        reason=reason,
     )
 
 
@@ -119,14 +111,13 @@ def unlink_tin(
     operator: str,
     username: str,
     tin: Tin,
-    reason: str,
+    reason: str | None,
     force: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Remove an account's access to a TIN; never silently the organisation's last administrator."""
     now = now or utc_now()
-    if not reason or not reason.strip():
-        raise InvalidInput("--reason is required")
+    reason = clean_reason(reason)
     account = get_account_row(connection, username, for_update=True)
     link_query = sa.select(account_tins.c.role).where(
         account_tins.c.account_id == account["id"], account_tins.c.tin == tin.reveal()
@@ -134,15 +125,18 @@ def unlink_tin(
     if connection.dialect.name == "postgresql":
         link_query = link_query.with_for_update()
     role = connection.execute(link_query).scalar()
+    name = quoted(account["username"])
     if role is None:
-        raise NotFound(f"account {account['username']!r} does not hold TIN {tin}")
-    if role == "security_admin" and not force:
-        others = _other_active_admins(connection, tin, account["id"])
-        if others == 0:
-            raise Refused(
-                f"{account['username']!r} is the last security administrator of TIN "
-                f"{tin}; link another administrator first, or use --force"
-            )
+        raise NotFound(f"account {name} does not hold TIN {tin}")
+    if (
+        role == "security_admin"
+        and not force
+        and not other_active_admins(connection, tin, account["id"])
+    ):
+        raise Refused(
+            f"{name} is the last security administrator of TIN {tin}; "
+            "link another administrator first, or use --force"
+        )
     connection.execute(
         account_tins.delete().where(
             account_tins.c.account_id == account["id"], account_tins.c.tin == tin.reveal()
@@ -155,13 +149,14 @@ def unlink_tin(
         target=f"account:{account['username']}",
         account=account["username"],
         tin=tin,
-        details={"role": role, "reason": reason.strip(), "forced": force},
+        details={"role": role, "reason": reason, "forced": force},
         now=now,
     )
     return {"username": account["username"], "tin": tin, "removed_role": role}
 
 
-def _other_active_admins(connection: Connection, tin: Tin, account_id: int) -> int:
+def other_active_admins(connection: Connection, tin: Tin, account_id: int) -> int:
+    """How many other active accounts administer ``tin``."""
     return connection.execute(
         sa.select(sa.func.count())
         .select_from(account_tins.join(accounts, accounts.c.id == account_tins.c.account_id))
@@ -198,19 +193,14 @@ def show_tin(connection: Connection, tin: Tin, *, now: datetime | None = None) -
         .mappings()
         .all()
     )
+    c = registration_codes.c
     codes = (
         connection.execute(
             sa.select(
-                registration_codes.c.id,
-                registration_codes.c.status,
-                registration_codes.c.admin_name,
-                registration_codes.c.admin_email,
-                registration_codes.c.issued_at,
-                registration_codes.c.expires_at,
-                registration_codes.c.used_at,
+                c.id, c.status, c.admin_name, c.admin_email, c.issued_at, c.expires_at, c.used_at
             )
-            .where(registration_codes.c.tin == tin.reveal())
-            .order_by(registration_codes.c.id.desc())
+            .where(c.tin == tin.reveal())
+            .order_by(c.id.desc())
         )
         .mappings()
         .all()
@@ -222,12 +212,7 @@ def show_tin(connection: Connection, tin: Tin, *, now: datetime | None = None) -
         "failed_code_attempts": organisation["failed_code_attempts"],
         "accounts": [dict(row) for row in linked],
         "codes": [
-            {
-                **row,
-                "status": "expired"
-                if row["status"] == "active" and row["expires_at"] <= now
-                else row["status"],
-            }
+            {**row, "status": shown_code_status(row["status"], row["expires_at"], now)}
             for row in codes
         ],
     }

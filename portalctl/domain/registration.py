@@ -1,118 +1,91 @@
-"""The "Registering Additional Tax IDs" flow: link a TIN to an account with a registration code
-(or by a rep's decision), and register a new account from a TIN and its code."""
+"""The "Registering Additional Tax IDs" guide (seed 001): link a TIN to an account with its
+registration code (or by a rep's decision), and register a new account from a TIN and its
+code, with the portal's "Oops!" when the email already has an account."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
-from portalctl.core.errors import NotFound as PortalNotFound
-from portalctl.core.errors import Refused
-from portalctl.core.schema import accounts
+from portalctl.core.config import Settings
+from portalctl.core.errors import RecordedRefusal, UsageError
+from portalctl.core.schema import accounts, outbox
+from portalctl.core.text import quoted
 from portalctl.core.tin import Tin
-from portalctl.domain.accounts import account_records, create_account, get_account_row
+from portalctl.domain.account_changes import create_account, refuse_taken_username
+from portalctl.domain.accounts import account_record, get_account_row
 from portalctl.domain.audit import record_audit
-from portalctl.domain.codes import check_registration_code, consume_registration_code
+from portalctl.domain.code_checks import check_registration_code, consume_registration_code
 from portalctl.domain.emails import registration_blocked_body, registration_blocked_subject
-from portalctl.domain.links import (
-    add_link,
-    get_organisation,
-    link_tin_manually,
-    require_linkable_account,
-    show_tin,
-    unlink_tin,
-)
+from portalctl.domain.links import add_link, link_tin_manually, require_linkable_account
+from portalctl.domain.organisations import get_organisation
 from portalctl.domain.outbox import queue_email
-from portalctl.domain.validation import clean_email, clean_full_name, clean_username
+from portalctl.domain.validation import clean_email, clean_name, clean_username
+
+# A second "Oops!" for the same account within this time queues no second email.
+BLOCKED_EMAIL_INTERVAL = timedelta(hours=1)
 
 
-@dataclass
-class FlowOutcome:
-    """What a flow step did. A refusal that had to record something (a failed attempt counted,
-    an email queued) is returned rather than raised, so its transaction still commits."""
-
-    record: dict[str, Any] = field(default_factory=dict)
-    refusal: str | None = None
-
-
-def show_tin_text(connection: Connection, *, tin: str) -> dict[str, Any]:
-    return show_tin(connection, Tin.parse(tin))
-
-
-def unlink_tin_text(connection: Connection, *, tin: str, **options: Any) -> dict[str, Any]:
-    return unlink_tin(connection, tin=Tin.parse(tin), **options)
-
-
-def link_tin_text(
+def link_tin(
     connection: Connection,
     *,
     operator: str,
     username: str,
-    tin: str,
-    code: str | None,
-    reason: str | None,
-    role: str,
-    settings,
-) -> FlowOutcome:
-    """``tins link``: with a code, check and use it; without, a manual link with a reason."""
-    parsed = Tin.parse(tin)
+    tin: Tin,
+    settings: Settings,
+    code: str | None = None,
+    role: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """``tins link``: with a registration code, check it, use it and link as the TIN's
+    security_admin; without one, a rep's manual link with a reason and a role."""
+    now = now or utc_now()
     if code is None:
-        return FlowOutcome(
-            link_tin_manually(
-                connection,
-                operator=operator,
-                username=username,
-                tin=parsed,
-                role=role,
-                reason=reason or "",
-            )
-        )
-    now = utc_now()
-    get_organisation(connection, parsed)
-    account = require_linkable_account(connection, username, parsed)
-    check = check_registration_code(
-        connection,
-        operator=operator,
-        tin=parsed,
-        code=code,
-        secret_key=settings.secret_key,
-        max_attempts=settings.code_max_attempts,
-        now=now,
-    )
-    if not check.valid:
-        return FlowOutcome(refusal=_code_refusal(check))
-    consume_registration_code(connection, code_id=check.code_id, account_id=account["id"], now=now)
-    return FlowOutcome(
-        add_link(
+        return link_tin_manually(
             connection,
             operator=operator,
-            account=account,
-            tin=parsed,
-            role="security_admin",
+            username=username,
+            tin=tin,
+            role=role or "user",
+            reason=reason,
             now=now,
-            via="registration_code",
-            code_id=check.code_id,
         )
+    if role is not None or reason is not None:
+        raise UsageError(
+            "--role and --reason are for manual links: a registration code links as security_admin"
+        )
+    get_organisation(connection, tin)
+    account = require_linkable_account(connection, username, tin)
+    check = check_registration_code(
+        connection, operator=operator, tin=tin, code=code, settings=settings, now=now
+    )
+    assert check.code_id is not None
+    consume_registration_code(connection, code_id=check.code_id, account_id=account["id"], now=now)
+    return add_link(
+        connection,
+        operator=operator,
+        account=account,
+        tin=tin,
+        role="security_admin",
+        now=now,
+        via="registration_code",
+        code_id=check.code_id,
     )
 
 
-def _code_refusal(check) -> str:
-    text = f"registration code refused: {check.reason} ({check.failed_attempts} failed attempt(s)"
-    return text + (", the TIN's codes are now locked: reissue one)" if check.locked else ")")
-
-
-def oops_message(settings) -> str:
+def oops_message(settings: Settings, existing_username: str) -> str:
     """The portal's own words when a registration is refused because the email has an account."""
     return (
         "Oops! Your registration could not be completed at this time. Please try again, or "
         "contact Provider Services at: For Commercial Services call: "
         f"{settings.get('PORTALCTL_COMMERCIAL_PHONES')}; For Medicare Services call: "
-        f"{settings.get('PORTALCTL_MEDICARE_PHONE')} (an account already uses this email; "
-        "an email was sent to it explaining how to add the Tax ID to that account)"
+        f"{settings.get('PORTALCTL_MEDICARE_PHONE')} (account {quoted(existing_username)} "
+        "already uses this email; link the Tax ID to it instead)"
     )
 
 
@@ -120,75 +93,55 @@ def register_account(
     connection: Connection,
     *,
     operator: str,
-    tin: str,
+    tin: Tin,
     code: str,
     username: str,
     email: str,
     full_name: str,
     password: str | None,
-    settings,
-) -> FlowOutcome:
-    """The new-user path: a new account from a TIN and its registration code.
+    settings: Settings,
+    security_question: str | None = None,
+    security_answer: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The new-user path: a new account from a TIN and its registration code, which it uses up.
 
-    If an active account already uses the email, the registration is refused with the portal's
-    "Oops!" message, a ``registration_blocked`` email goes to that account's address, and the
-    code stays usable (for linking the TIN to that account instead).
+    If an account that is not merged (active, locked or disabled) already uses the email, the
+    registration is refused with the portal's "Oops!" (``RecordedRefusal``), a
+    ``registration_blocked`` email goes to that account's address (once an hour at most), and
+    the code stays usable, for linking the TIN to that account instead.
     """
-    now = utc_now()
-    parsed = Tin.parse(tin)
+    now = now or utc_now()
     username, email = clean_username(username), clean_email(email)
-    full_name = clean_full_name(full_name)
-    get_organisation(connection, parsed)
-    try:
-        get_account_row(connection, username)
-    except PortalNotFound:
-        pass
-    else:
-        raise Refused(f"username {username!r} is already taken")
+    full_name = clean_name(full_name)
+    get_organisation(connection, tin)
+    refuse_taken_username(connection, username)
     check = check_registration_code(
-        connection,
-        operator=operator,
-        tin=parsed,
-        code=code,
-        secret_key=settings.secret_key,
-        max_attempts=settings.code_max_attempts,
-        now=now,
+        connection, operator=operator, tin=tin, code=code, settings=settings, now=now
     )
-    if not check.valid:
-        return FlowOutcome(refusal=_code_refusal(check))
     existing = (
         connection.execute(
             sa.select(accounts)
-            .where(sa.func.lower(accounts.c.email) == email.lower(), accounts.c.status == "active")
-            .order_by(accounts.c.id)
+            .where(sa.func.lower(accounts.c.email) == email.lower(), accounts.c.status != "merged")
+            .order_by(sa.case((accounts.c.status == "active", 0), else_=1), accounts.c.id)
             .limit(1)
         )
         .mappings()
         .first()
     )
     if existing is not None:
-        queue_email(
-            connection,
-            kind="registration_blocked",
-            recipient=existing["email"],
-            recipient_name=existing["full_name"],
-            subject=registration_blocked_subject(settings),
-            body=registration_blocked_body(settings, recipient_name=existing["full_name"]),
-            account_id=existing["id"],
-            tin=parsed,
-            now=now,
-        )
+        emailed = _queue_blocked_email(connection, existing, tin=tin, settings=settings, now=now)
         record_audit(
             connection,
             operator=operator,
             action="account.register_blocked",
             target=f"account:{existing['username']}",
             account=existing["username"],
-            tin=parsed,
+            tin=tin,
             now=now,
-            details={"requested_username": username, "code_id": check.code_id},
+            details={"requested_username": username, "code_id": check.code_id, "emailed": emailed},
         )
-        return FlowOutcome(refusal=oops_message(settings))
+        raise RecordedRefusal(oops_message(settings, existing["username"]))
     create_account(
         connection,
         operator=operator,
@@ -196,18 +149,48 @@ def register_account(
         email=email,
         full_name=full_name,
         password=password,
+        security_question=security_question,
+        security_answer=security_answer,
         now=now,
     )
     account = get_account_row(connection, username)
+    assert check.code_id is not None
     consume_registration_code(connection, code_id=check.code_id, account_id=account["id"], now=now)
     add_link(
         connection,
         operator=operator,
         account=account,
-        tin=parsed,
+        tin=tin,
         role="security_admin",
         now=now,
         via="registration_code",
         code_id=check.code_id,
     )
-    return FlowOutcome(account_records(connection, [get_account_row(connection, username)])[0])
+    return account_record(connection, username)
+
+
+def _queue_blocked_email(
+    connection: Connection, existing: Any, *, tin: Tin, settings: Settings, now: datetime
+) -> bool:
+    """Queue the "Oops!" email to the existing account, unless one went within the hour."""
+    recent = connection.execute(
+        sa.select(outbox.c.id).where(
+            outbox.c.kind == "registration_blocked",
+            outbox.c.account_id == existing["id"],
+            outbox.c.created_at > now - BLOCKED_EMAIL_INTERVAL,
+        )
+    ).first()
+    if recent is not None:
+        return False
+    queue_email(
+        connection,
+        kind="registration_blocked",
+        recipient=existing["email"],
+        recipient_name=existing["full_name"],
+        subject=registration_blocked_subject(settings),
+        body=registration_blocked_body(settings, recipient_name=existing["full_name"]),
+        account_id=existing["id"],
+        tin=tin,
+        now=now,
+    )
+    return True

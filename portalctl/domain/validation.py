@@ -1,4 +1,5 @@
-"""Field rules for accounts, shared by single-record commands and bulk imports."""
+"""The account fields' rules (SPEC section 1), shared by single-record commands, prompts and bulk
+imports: each rule is written here once. Lengths and control characters are ``core.fields``'s."""
 
 from __future__ import annotations
 
@@ -6,48 +7,52 @@ import re
 
 from portalctl.core.email_address import parse_email_address
 from portalctl.core.errors import InvalidInput
+from portalctl.core.fields import clean_text
+from portalctl.core.text import quoted
+from portalctl.core.tin import Tin
 
 ROLES = ("security_admin", "user")
 ACCOUNT_STATUSES = ("active", "locked", "disabled", "merged")
+IMPORTABLE_STATUSES = ("active", "locked", "disabled")
 _USERNAME = re.compile(r"[A-Za-z0-9._%+@'-]{3,254}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_username(value: str) -> str:
     username = (value or "").strip()
     if not _USERNAME.fullmatch(username):
         raise InvalidInput(
-            f"invalid username {_show(username)}: 3 to 254 characters of letters, "
+            f"invalid username {quoted(username)}: 3 to 254 characters of letters, "
             "digits and . _ % + @ ' -"
         )
     return username
 
 
-def clean_email(value: str) -> str:
-    return parse_email_address(value or "")
+def clean_email(value: str, *, what: str = "email address") -> str:
+    return parse_email_address(value or "", what=what)
 
 
-def clean_full_name(value: str) -> str:
-    name = " ".join((value or "").split())
-    if not name or len(name) > 200 or _CONTROL.search(name):
-        raise InvalidInput(f"invalid full name {_show(name)}: 1 to 200 printable characters")
+def clean_name(value: str, label: str = "full name") -> str:
+    """A person's name (an account's full name, a code's admin contact): required."""
+    name = clean_text(value, label)
+    assert name is not None
     return name
 
 
 def clean_role(value: str) -> str:
     role = (value or "").strip().lower()
     if role not in ROLES:
-        raise InvalidInput(f"invalid role {_show(role)}: use security_admin or user")
+        raise InvalidInput(f"invalid role {quoted(role)}: use security_admin or user")
     return role
 
 
-def clean_status(value: str, *, allowed: tuple[str, ...] = ("active", "locked", "disabled")) -> str:
+def clean_status(value: str, *, allowed: tuple[str, ...] = IMPORTABLE_STATUSES) -> str:
     status = (value or "").strip().lower()
     if status not in allowed:
-        raise InvalidInput(f"invalid status {_show(status)}: use {', '.join(allowed)}")
+        raise InvalidInput(f"invalid status {quoted(status)}: use {', '.join(allowed)}")
     return status
 
 
-def _show(value: str) -> str:
-    text = value if len(value) <= 60 else value[:57] + "..."
-    return "'" + text.replace("\r", " ").replace("\n", " ") + "'"
+def parse_tin_with_role(text: str, *, default_role: str = "user") -> tuple[Tin, str]:
+    """``836576879`` or ``836576879:security_admin``, as ``accounts create --tin`` takes it."""
+    tin_text, _, role = text.partition(":")
+    return Tin.parse(tin_text), clean_role(role) if role else default_role

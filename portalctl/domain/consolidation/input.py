@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from portalctl.core.csvio import CsvRecord, open_csv_text, read_csv
+from portalctl.core.csvio import CsvRecord, open_csv_hashed, read_csv
 from portalctl.core.errors import InvalidInput
 from portalctl.core.staging import load_rows
 from portalctl.core.tin import parse_tin_digits
@@ -21,9 +21,9 @@ REQUIRED = ("primary_username", "secondary_username")
 OPTIONAL = ("tin", "note")
 RAW = "consolidation_input"
 
-# The file as read: outcome stays NULL for a row still to plan, else invalid | refused with the
-# exit code (``code``) a problem maps to for `consolidate one`; graph = 0 takes a row out of
-# the chain resolution; final_key starts as the primary and ends at the chain's final primary.
+# The file as read: outcome stays NULL for a row still to plan, else invalid | refused, with
+# ``rule`` naming the rule that decided (see ``rules``); graph = 0 takes a row out of the chain
+# resolution; final_key starts as the primary and ends at the chain's final primary.
 RAW_COLUMNS = [
     ("line", "INTEGER"),
     ("primary_name", "VARCHAR(254)"),
@@ -34,7 +34,7 @@ RAW_COLUMNS = [
     ("graph", "INTEGER"),
     ("final_key", "VARCHAR(254)"),
     ("outcome", "VARCHAR(16)"),
-    ("code", "INTEGER"),
+    ("rule", "VARCHAR(32)"),
     ("detail", "VARCHAR(500)"),
 ]
 _LOADED = [name for name, _ in RAW_COLUMNS]
@@ -48,10 +48,10 @@ _SQLITE_ROWS_PER_INSERT = 500
 _PLANNED = 6
 
 
-def stage_file(connection: Connection, path: str | Path) -> str:
-    """Stream a consolidation CSV into the input table (row-level checks done on the way); the
-    file's name as messages show it."""
-    stream, source = open_csv_text(path)
+def stage_file(connection: Connection, path: str | Path) -> tuple[str, str]:
+    """Stream a consolidation CSV into the input table (row-level checks done on the way),
+    reading it once; the file's name as messages show it, and its SHA-256."""
+    stream, source, hashed = open_csv_hashed(path)
     with stream:
         rows = (
             _rows_of_file(stream, source)
@@ -59,7 +59,9 @@ def stage_file(connection: Connection, path: str | Path) -> str:
             else _rows_of_records(read_csv(stream, source, required=REQUIRED, optional=OPTIONAL))
         )
         load_input(connection, rows)
-    return source
+        while stream.read(1 << 16):  # whatever the CSV reader left unread still counts
+            pass
+        return source, hashed.hexdigest()
 
 
 def stage_pairs(connection: Connection, pairs: Iterable[tuple[str, str, str | None]]) -> None:
@@ -140,14 +142,14 @@ def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
     or all of the input table's columns for a row that breaks a check one row allows."""
     primary_key, secondary_key = primary.lower()[:254], secondary.lower()[:254]
     if not primary or not secondary:
-        problem = ("invalid", 5, _REQUIRED_DETAIL)
+        problem = ("invalid", "missing_username", _REQUIRED_DETAIL)
     elif primary_key == secondary_key and primary.lower() == secondary.lower():
-        problem = ("refused", 4, _SELF_DETAIL)
+        problem = ("refused", "self_merge", _SELF_DETAIL)
     elif tin:
         try:
             tin = parse_tin_digits(tin)
         except InvalidInput as error:
-            problem = ("invalid", 5, error.message)
+            problem = ("invalid", "bad_tin", error.message)
         else:
             return (line, primary[:254], secondary[:254], primary_key, secondary_key, tin)
     else:
@@ -166,7 +168,7 @@ def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
 
 
 def _problem_row(line: int, problem: str) -> tuple:
-    return (line, "", "", "", "", None, 0, "", "invalid", 5, problem)
+    return (line, "", "", "", "", None, 0, "", "invalid", "bad_row", problem)
 
 
 def _rows_of_records(records: Iterable[CsvRecord]) -> Iterator[tuple]:

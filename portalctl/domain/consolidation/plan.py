@@ -1,7 +1,7 @@
 """The consolidation planner: resolve the staged file's chains to their final primary and classify
 every row against the rules of SPEC section 1 with a fixed number of set-based statements (plus
 one per chain level, only when the file has chains), so a 1,000,000-row file plans in
-memory-bounded SQL. Reading the file is ``consolidation_input``'s."""
+memory-bounded SQL. Reading the file is ``input``'s; the rules themselves are ``rules``'s."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
-from portalctl.domain.consolidation_input import RAW, create_input, stage_file, stage_pairs
+from portalctl.domain.consolidation.input import RAW, create_input, stage_file, stage_pairs
+from portalctl.domain.consolidation.rules import RuleColumns, any_rule_holds, rule_assignments
 
 __all__ = [
     "STAGE",
@@ -103,7 +104,7 @@ def read_plan(connection: Connection, *, source: str) -> ConsolidationPlan:
 
 def _mark_repeated_secondaries(connection: Connection) -> None:
     connection.exec_driver_sql(f"""
-        UPDATE {RAW} SET outcome = 'invalid', code = 5, graph = 0,
+        UPDATE {RAW} SET outcome = 'invalid', rule = 'repeated_secondary', graph = 0,
                detail = 'secondary ' || {RAW}.secondary_name || ' already appears on line '
                         || d.first_line
         FROM (SELECT secondary_key, MIN(line) AS first_line
@@ -132,7 +133,7 @@ def _resolve_chains(connection: Connection) -> bool:
     if not passes:
         return False
     ex(f"""
-        UPDATE {RAW} SET outcome = 'invalid', code = 5,
+        UPDATE {RAW} SET outcome = 'invalid', rule = 'cycle',
                detail = 'the chain of merges from this line runs in a cycle'
         WHERE graph = 1 AND final_key IN (SELECT secondary_key FROM {RAW} WHERE graph = 1)""")
     return True
@@ -154,51 +155,21 @@ def _build_stage(connection: Connection) -> None:
     connection.exec_driver_sql(f"DROP TABLE {RAW}")
 
 
-_VIA = (
-    "CASE WHEN final_key <> primary_key THEN ' (the end of the chain from '"
-    " || primary_name || ')' ELSE '' END"
+# The planner reads both accounts as they were when the stage was built.
+PLANNED = RuleColumns(
+    primary_id="primary_id",
+    secondary_id=f"{STAGE}.secondary_id",
+    secondary_merged_into="secondary_merged_into",
+    primary_status="primary_status",
+    stage=STAGE,
 )
-# The rules of SPEC section 1 against the database, in order: the first that holds decides.
-_RULES = [
-    ("primary_id IS NULL", "refused", 3, f"'no account ' || final_key || {_VIA}"),
-    ("secondary_id IS NULL", "refused", 3, "'no account ' || secondary_name"),
-    (
-        "secondary_merged_into = primary_id",
-        "already_merged",
-        0,
-        "'already merged into ' || final_key",
-    ),
-    (
-        "secondary_merged_into IS NOT NULL",
-        "refused",
-        4,
-        "'secondary ' || secondary_name || ' is already merged into another account'",
-    ),
-    (
-        "primary_status <> 'active'",
-        "refused",
-        4,
-        f"'primary ' || final_key || ' is ' || primary_status || ', not active' || {_VIA}",
-    ),
-    (
-        f"tin IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account_tins t WHERE "
-        f"t.account_id = {STAGE}.secondary_id AND t.tin = {STAGE}.tin)",
-        "refused",
-        4,
-        "'secondary ' || secondary_name || ' does not hold TIN *****' || substr(tin, 6, 4)",
-    ),
-]
 
 
 def _check_rules(connection: Connection) -> None:
     """All the rules in one pass over the planned rows."""
-    outcome, code, detail = (
-        "CASE " + " ".join(f"WHEN {rule[0]} THEN {value(rule)}" for rule in _RULES) + " END"
-        for value in (lambda rule: f"'{rule[1]}'", lambda rule: str(rule[2]), lambda rule: rule[3])
-    )
     connection.exec_driver_sql(
-        f"UPDATE {STAGE} SET outcome = {outcome}, code = {code}, detail = {detail} "
-        f"WHERE outcome IS NULL AND ({' OR '.join(f'({rule[0]})' for rule in _RULES)})"
+        f"UPDATE {STAGE} SET {rule_assignments(PLANNED)} "
+        f"WHERE outcome IS NULL AND {any_rule_holds(PLANNED)}"
     )
 
 
@@ -207,7 +178,7 @@ def _propagate_chain_problems(connection: Connection) -> None:
     merging C straight into A while B stays apart is not what the file asked for."""
     connection.exec_driver_sql(f"CREATE INDEX {STAGE}_secondary ON {STAGE} (secondary_key)")
     while connection.exec_driver_sql(f"""
-            UPDATE {STAGE} SET outcome = 'refused', code = 4,
+            UPDATE {STAGE} SET outcome = 'refused', rule = 'chain_not_applied',
                    detail = 'its chain goes through line ' || p.line || ', which is not applied'
             FROM {STAGE} p
             WHERE {STAGE}.outcome IS NULL AND p.graph = 1

@@ -1,0 +1,70 @@
+"""``consolidate one``: one merge, through the same planner and chunk as a file of them, so
+every rule of SPEC section 1 is checked once, the same way."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from portalctl.core.clock import utc_now
+from portalctl.core.tin import Tin
+from portalctl.domain.consolidation.apply import apply_chunk
+from portalctl.domain.consolidation.chunk import Chunk
+from portalctl.domain.consolidation.plan import (
+    STAGE,
+    create_stage,
+    drop_stage,
+    plan_staged,
+    stage_pairs,
+)
+from portalctl.domain.consolidation.rules import refusal_for
+
+
+def consolidate_one(
+    connection: Connection,
+    *,
+    operator: str,
+    primary: str,
+    secondary: str,
+    tin: Tin | None = None,
+    dry_run: bool = False,
+    notify: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Merge one account into another; what moved (or, with ``dry_run``, would move)."""
+    now = now or utc_now()
+    create_stage(connection, keep_after_commit=False)
+    stage_pairs(connection, [(primary.strip(), secondary.strip(), tin.reveal() if tin else None)])
+    plan_staged(connection, source="consolidate one")
+    row = _refuse_unless_applicable(connection)
+    links = [
+        {"tin": Tin(tin_), "role": role}
+        for tin_, role in connection.execute(
+            sa.text("SELECT tin, role FROM account_tins WHERE account_id = :id ORDER BY tin"),
+            {"id": row["secondary_id"]},
+        ).all()
+    ]
+    if row["outcome"] is None and not dry_run:
+        chunk = Chunk(connection, row["primary_id"], row["primary_id"], None, operator, now)
+        apply_chunk(chunk, notify=notify)
+        row = _refuse_unless_applicable(connection)
+    drop_stage(connection)
+    outcome = row["outcome"] or ("would_merge" if dry_run else "merged")
+    return {
+        "primary": row["primary_username"],
+        "secondary": row["secondary_username"],
+        "outcome": outcome,
+        "detail": row["detail"],
+        "dry_run": dry_run,
+        "links_moved": links if outcome != "already_merged" else [],
+    }
+
+
+def _refuse_unless_applicable(connection: Connection) -> RowMapping:
+    row = connection.execute(sa.text(f"SELECT * FROM {STAGE}")).mappings().one()
+    if row["outcome"] in ("invalid", "refused"):
+        raise refusal_for(row["outcome"], row["rule"], row["detail"])
+    return row
