@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -109,10 +109,12 @@ def lookup(
     rt = runtime(ctx)
     if csv_file is None and (username is None or tin is None):
         raise UsageError("give --username and --tin, or --csv FILE")
+    result: list[dict[str, Any]] | dict[str, Any]
     with rt.read_only() as connection:
         if csv_file is not None:
             result = lookup_from_csv(connection, csv_file)
         else:
+            assert username is not None and tin is not None
             result = lookup_one(connection, username=username, tin=tin)
     if reveal:
         with rt.transaction() as connection:

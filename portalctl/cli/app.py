@@ -5,7 +5,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -24,7 +24,7 @@ class PortalGroup(TyperGroup):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._loaded_groups: dict[str, TyperGroup] = {}
+        self._loaded_groups: dict[str, Any] = {}
         self._summaries_only = False
 
     def list_commands(self, ctx) -> list[str]:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from portalctl.core.errors import DatabaseUnavailable, InvalidInput, RecordedRefusal
 from portalctl.core.readonly_db import NOT_A_DATABASE, target_description
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.exc import DBAPIError
 
 
 # Execution option for a connection whose transactions only read: on SQLite they BEGIN
 # deferred, so they never queue for the write lock that writers take at BEGIN (in WAL mode a
 # reader then sees the last commit at once); on PostgreSQL it changes nothing.
 DEFER_WRITE_LOCK = "portalctl_defer_write_lock"
+
+
+def driver_connection(connection: Connection) -> Any:
+    """The DB-API connection under ``connection`` (sqlite3's or psycopg's), for what SQLAlchemy
+    does not wrap: COPY, executescript, PRAGMAs outside a transaction."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    return driver
 
 
 def parse_url(url: str) -> URL:
@@ -69,7 +79,7 @@ def create_engine(url: str) -> Engine:
     )
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _begin_immediate).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -81,7 +91,7 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection) -> None:
+def _begin_immediate(connection: Connection) -> None:
     # Take SQLite's write lock at BEGIN, so two writers queue instead of failing mid-transaction.
     # A transaction that only reads begins deferred: in WAL mode it then never waits for a
     # writer (`consolidate status` during a long run would otherwise queue behind every chunk).
@@ -116,7 +126,7 @@ def translate_database_errors(url: URL) -> Iterator[None]:
         raise
 
 
-def _is_connection_failure(error) -> bool:
+def _is_connection_failure(error: DBAPIError) -> bool:
     if error.connection_invalidated:
         return True
     text = str(error.orig).lower()
@@ -134,7 +144,7 @@ def _is_connection_failure(error) -> bool:
     return any(marker in text for marker in markers) and "lock" not in text
 
 
-def _first_line(error) -> str:
+def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", error)).strip().splitlines()
     line = text[0] if text else error.__class__.__name__
     return line.replace("\r", " ")[:300]

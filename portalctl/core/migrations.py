@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from portalctl.core.database import driver_connection
 from portalctl.core.errors import DatabaseUnavailable
 from portalctl.core.migration_files import (
     PLACEHOLDERS,
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 @dataclass(frozen=True)
 class MigrationState:
-    applied: list[dict]
+    applied: list[dict[str, Any]]
     pending: list[Migration]
     edited: list[str]
 
@@ -88,10 +90,10 @@ def apply_pending(engine: Engine, *, now: datetime) -> list[Migration]:
 def _run_script(connection: Connection, script: str) -> None:
     if connection.dialect.name == "sqlite":
         # executescript runs inside the open transaction because isolation_level is None.
-        connection.connection.driver_connection.executescript(script)
+        driver_connection(connection).executescript(script)
     else:
         # No parameters, so psycopg sends the script as is ('%' needs no escaping).
-        with connection.connection.driver_connection.cursor() as cursor:
+        with driver_connection(connection).cursor() as cursor:
             cursor.execute(script)
 
 

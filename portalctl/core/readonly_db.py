@@ -99,7 +99,7 @@ def readonly_connection(database_url: str) -> Iterator[ReadOnlyConnection]:
         opened.close()  # ends the read-only transaction (both drivers roll back on close)
 
 
-def _open_sqlite(target: ConnectionTarget):
+def _open_sqlite(target: ConnectionTarget) -> Any:
     import sqlite3
 
     refuse_missing_sqlite_file(target.sqlite_path)
@@ -117,9 +117,11 @@ def _open_sqlite(target: ConnectionTarget):
     return connection
 
 
-def _open_postgresql(target: ConnectionTarget):
+def _open_postgresql(target: ConnectionTarget) -> Any:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
+
+    assert target.conninfo is not None
 
     try:
         connection = psycopg.connect(
@@ -132,8 +134,8 @@ def _open_postgresql(target: ConnectionTarget):
             parts = {}
         where = target_description(
             "postgresql",
-            database=parts.get("dbname"),
-            host=parts.get("host"),
+            database=str(parts.get("dbname") or ""),
+            host=str(parts.get("host") or "localhost"),
             port=parts.get("port"),
         )
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -62,7 +62,7 @@ def render(
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def _columns_of(rows: list[dict]) -> list[str]:
+def _columns_of(rows: list[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for row in rows:
         for key in row:
@@ -90,7 +90,7 @@ def escape_formula(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_LEADS) else text
 
 
-def _csv(rows: list[dict], columns: Sequence[str]) -> str:
+def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -99,7 +99,7 @@ def _csv(rows: list[dict], columns: Sequence[str]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-def _table(rows: list[dict], columns: Sequence[str]) -> str:
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(no rows)"
     from tabulate import tabulate
@@ -108,7 +108,7 @@ def _table(rows: list[dict], columns: Sequence[str]) -> str:
     return tabulate(body, headers=list(columns), tablefmt="simple", disable_numparse=True)
 
 
-def _vertical_table(record: dict) -> str:
+def _vertical_table(record: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     body = []

@@ -9,8 +9,12 @@ import hmac
 import os
 import secrets
 import unicodedata
+from typing import TYPE_CHECKING
 
 from portalctl.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 # scrypt cost (n=2**14, r=8, p=1: ~16 MiB and tens of milliseconds a hash).
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -87,7 +91,7 @@ def parse_code(text: str, *, digits: int, what: str = "registration code") -> st
     return code
 
 
-def _fernet(key: bytes):
+def _fernet(key: bytes) -> Fernet:
     from cryptography.fernet import Fernet
 
     derived = hashlib.sha256(b"portalctl-outbox-secret:" + key).digest()

@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
+from typing import Any
 
 from sqlalchemy.engine import Connection
+
+from portalctl.core.database import driver_connection
 
 _SQLITE_BATCH = 10_000
 # A 64 MB page cache instead of the default 2 MB, and a WAL checkpoint every ~400 MB instead of
@@ -48,12 +51,12 @@ def drop_staging_table(connection: Connection, name: str) -> None:
 
 
 def load_rows(
-    connection: Connection, name: str, columns: Sequence[str], rows: Iterable[Sequence]
+    connection: Connection, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
     """Stream ``rows`` into the staging table; returns how many were loaded."""
     count = 0
     if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = driver_connection(connection).cursor()
         with cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -64,7 +67,7 @@ def load_rows(
     insert = (
         f"INSERT INTO temp.{name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     )
-    cursor = connection.connection.driver_connection.cursor()
+    cursor = driver_connection(connection).cursor()
     iterator = iter(rows)
     while batch := list(islice(iterator, _SQLITE_BATCH)):
         cursor.executemany(insert, batch)
@@ -78,8 +81,8 @@ def bulk_load(
     connection: Connection, table: str, *, foreign_keys: bool = True, rebuild_indexes: bool = False
 ) -> Iterator[None]:
     """On PostgreSQL, drop ``table``'s foreign keys (unless not ``foreign_keys``) and, with
-    ``rebuild_indexes``, its indexes that back no constraint, for the block and re-create them after it: the rows inserted
-    meanwhile are then checked by one join per key instead of a probe and a row lock per row,
+    ``rebuild_indexes``, its indexes that back no constraint, for the block and re-create them
+    after it: the rows inserted meanwhile are then checked by one join per key instead of a probe and a row lock per row,
     and indexed by one sort instead of one descent per row (the manual's advice for bulk loads).
     The definitions are read from the catalog, so the migrations stay the only source of the
     schema; DDL is transactional, so a failure restores them. The price: ``table`` and the
@@ -89,7 +92,7 @@ def bulk_load(
         yield
         return
     parameters = {"table": table}
-    foreign_keys = (
+    keys = (
         connection.exec_driver_sql(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = %(table)s::regclass AND contype = 'f' ORDER BY conname",
@@ -109,20 +112,17 @@ def bulk_load(
         if rebuild_indexes
         else []
     )
-    if foreign_keys:
+    if keys:
         connection.exec_driver_sql(
-            f"ALTER TABLE {table} "
-            + ", ".join(f'DROP CONSTRAINT "{name}"' for name, _ in foreign_keys)
+            f"ALTER TABLE {table} " + ", ".join(f'DROP CONSTRAINT "{name}"' for name, _ in keys)
         )
     for name, _ in indexes:
         connection.exec_driver_sql(f'DROP INDEX "{name}"')
     yield
     for _, definition in indexes:
         connection.exec_driver_sql(definition)
-    if foreign_keys:
+    if keys:
         connection.exec_driver_sql(
             f"ALTER TABLE {table} "
-            + ", ".join(
-                f'ADD CONSTRAINT "{name}" {definition}' for name, definition in foreign_keys
-            )
+            + ", ".join(f'ADD CONSTRAINT "{name}" {definition}' for name, definition in keys)
         )

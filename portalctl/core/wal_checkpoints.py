@@ -21,6 +21,8 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection
 
+from portalctl.core.database import driver_connection
+
 # ~100 MB of 4 KB pages: larger logs make every page read search a longer WAL index (measured:
 # a 2 GB log made a 1,000,000-merge run slower, not faster).
 RESTART_FRAMES = 25_000
@@ -36,7 +38,7 @@ def checkpoints_in_background(
     if connection.dialect.name != "sqlite" or connection.in_transaction():
         yield _nothing
         return
-    driver = connection.connection.driver_connection
+    driver = driver_connection(connection)
     path = driver.execute("PRAGMA database_list").fetchone()[2]
     if not path:
         yield _nothing

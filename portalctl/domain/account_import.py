@@ -3,8 +3,8 @@ nothing (SPEC section 5)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
-from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
+from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput, PortalError
 from portalctl.core.fields import clean_text
 from portalctl.core.schema import JSONText, UTCDateTime
@@ -95,7 +95,7 @@ def import_accounts_csv(
     return {"file": source, **counts}
 
 
-def _staged_rows(records, errors: CsvErrors) -> Iterator[tuple]:
+def _staged_rows(records: Iterable[CsvRecord], errors: CsvErrors) -> Iterator[tuple[Any, ...]]:
     for record in records:
         try:
             if record.problem:
@@ -105,7 +105,7 @@ def _staged_rows(records, errors: CsvErrors) -> Iterator[tuple]:
             errors.add(record.line, error.message)
 
 
-def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
+def _rows_for(line: int, values: dict[str, str]) -> list[tuple[Any, ...]]:
     """The staged rows of one CSV row: its account, then one row per TIN link. (The hot loop of
     a 1,000,000-row import: plain locals, no per-TIN objects.)"""
     username = clean_username(values["username"])
@@ -119,7 +119,7 @@ def _rows_for(line: int, values: dict[str, str]) -> list[tuple]:
         raise InvalidInput("security_question and security_answer go together")
     password = values.get("password")
     key = username.lower()
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             line,
             "a",
@@ -254,7 +254,7 @@ def _apply(
 
 def _loading(
     connection: Connection, table: str, rows: int, *, bulk_rows: int, foreign_keys: bool = True
-):
+) -> AbstractContextManager[None]:
     """The block inserting ``rows`` into ``table``: from ``bulk_rows`` on (PostgreSQL), with
     its foreign keys checked once, and its indexes rebuilt when the rows at least double it."""
     if rows < bulk_rows or connection.dialect.name != "postgresql":

@@ -4,7 +4,7 @@ the database in clear), then staged and inserted with a fixed number of statemen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
-from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
+from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput, PortalError, Refused
 from portalctl.core.fields import clean_text
 from portalctl.core.schema import JSONText, UTCDateTime
@@ -65,7 +65,7 @@ def issue_codes_from_csv(
     create_staging_table(connection, _STAGE, _STAGE_COLUMNS)
     seen: set[str] = set()
 
-    def staged_rows(records) -> Iterator[tuple]:
+    def staged_rows(records: Iterable[CsvRecord]) -> Iterator[tuple[Any, ...]]:
         for record in records:
             try:
                 if record.problem:

@@ -18,6 +18,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from portalctl.core.database import driver_connection
 from portalctl.core.schema import UTCDateTime
 from portalctl.core.tin import masked_tin_sql
 from portalctl.domain.consolidation.chunk import IN_CHUNK, Chunk
@@ -167,7 +168,7 @@ def keys_checked_by_chunks(connection: Connection) -> Iterator[None]:
     if connection.dialect.name != "sqlite" or connection.in_transaction():
         yield
         return
-    driver = connection.connection.driver_connection
+    driver = driver_connection(connection)
     assert driver is not None
     driver.execute("PRAGMA foreign_keys = OFF")
     try:
