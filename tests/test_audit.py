@@ -71,7 +71,7 @@ def test_tin_filter_and_masking(backend):
 
 
 def test_audit_command_masks_and_reveal_is_itself_audited(backend, cli):
-    cli(
+    created = cli(
         "accounts",
         "create",
         "-u",
@@ -83,10 +83,19 @@ def test_audit_command_masks_and_reveal_is_itself_audited(backend, cli):
         "--tin",
         "836576879",
     )
-    masked = cli("audit", "--tin", "836576879")
-    assert masked.exit_code == 0
-    revealed = cli("audit", "--action", "account.create", "--reveal", "-f", "json").json()
-    assert revealed[0]["tin"] is None  # creation records the account, its TINs are in details
-    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'tin.reveal'") == 1
+    assert created.exit_code == 0, created.stderr
+    linked = cli("tins", "link", "-u", "bob", "--tin", "836576879", "--reason", "x")
+    assert linked.exit_code == 4  # already held: a refusal writes nothing
+    cli("tins", "unlink", "-u", "bob", "--tin", "836576879", "--reason", "left")
+    for fmt in ("table", "json", "csv"):
+        masked = cli("audit", "--tin", "836576879", "-f", fmt)
+        assert masked.exit_code == 0, masked.stderr
+        assert "*****6879" in masked.stdout and "836576879" not in masked.stdout
+    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'tin.reveal'") == 0
+    revealed = cli("audit", "--tin", "836576879", "--reveal", "-f", "json").json()
+    assert [(r["action"], r["tin"]) for r in revealed] == [("tin.unlink", "836576879")]
+    reveal = backend.rows("SELECT operator, details FROM audit_log WHERE action = 'tin.reveal'")
+    assert [r["operator"] for r in reveal] == ["test-operator"]
+    assert "836576879" not in str(reveal[0]["details"])
     bad = cli("audit", "--tin", "12")
-    assert bad.exit_code == 5
+    assert bad.exit_code == 5 and bad.stderr.startswith("portalctl: invalid TIN")

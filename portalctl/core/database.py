@@ -68,7 +68,7 @@ def create_engine(url: str) -> Engine:
 
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
         sa.event.listen(engine, "connect", _configure_sqlite)
         sa.event.listen(engine, "begin", _begin_immediate)
         return engine
@@ -76,6 +76,7 @@ def create_engine(url: str) -> Engine:
         parsed,
         connect_args={"connect_timeout": 5, "application_name": "portalctl"},
         pool_pre_ping=False,
+        hide_parameters=True,
     )
 
 

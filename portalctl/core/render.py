@@ -17,7 +17,6 @@ from typing import Any
 from portalctl.core.text import escape_controls
 from portalctl.core.tin import Tin
 
-FORMATS = ("table", "json", "csv")
 _FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -40,7 +40,8 @@ OPTIONAL = ("tins", "status", "security_question", "security_answer", "password"
 
 _STAGE = "import_accounts"
 # From this many rows on (PostgreSQL), account_tins' foreign keys are checked once for the whole
-# file rather than row by row (6 s of 9.5 s for 400,000 links), and a table the file at least
+# file rather than row by row (one join instead of a probe and a row lock per link), and a table
+# the file at least
 # doubles (an initial load) gets its indexes rebuilt rather than grown, at the cost of locking
 # the tables involved exclusively until the import commits.
 BULK_LINKS = 100_000
@@ -208,8 +209,8 @@ def _apply(
             f"SUM(CASE WHEN kind = 'l' THEN 1 ELSE 0 END) FROM {_STAGE}"
         )
     ).one()
-    # (Rebuilding the accounts' indexes instead measured no faster: these inserts come in key
-    # order and mostly append.)
+    # Inserted in key order, the accounts' index entries mostly append: rebuilding those
+    # indexes as for the links would not pay.
     accounts_created = connection.execute(
         sa.text(f"""
         INSERT INTO accounts (username, email, full_name, status, password_hash,

@@ -161,7 +161,7 @@ def count_in_batch(chunk: Chunk, counts: dict[str, int]) -> None:
 def keys_checked_by_chunks(connection: Connection) -> Iterator[None]:
     """SQLite: the block's chunks write with foreign key enforcement off, on this connection.
     Enforced, every update of ``merged_into`` (a key into its own table) makes SQLite rewrite
-    all of the row's index entries and probe the unique username index again: a third of a
+    all of the row's index entries and probe the unique username index again: a large part of a
     large run. Each chunk checks, in its own transaction and under SQLite's single write lock,
     that every account it names exists, and its other keys are copied from rows that hold them;
     ``PRAGMA foreign_key_check`` stays clean (tested). Must be called outside a transaction."""

@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 STAGE = "consolidation_stage"
-PROBLEMS = ("invalid", "refused")
 
 
 @dataclass
