@@ -60,7 +60,7 @@ def find(
     from portalctl.domain.accounts import AccountQuery, find_accounts
 
     rt = runtime(ctx)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
         else:
@@ -74,10 +74,8 @@ def find(
                 limit=limit,
             )
             found = find_accounts(connection, query)
-        if reveal:
-            rt.audit_reveal(connection, command="accounts find", target="accounts")
     columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
-    emit(found, fmt, reveal=reveal, columns=columns)
+    rt.show(found, fmt, reveal=reveal, command="accounts find", columns=columns)
 
 
 @app.command("lookup")
@@ -116,11 +114,8 @@ def lookup(
         else:
             assert username is not None and tin is not None
             result = lookup_one(connection, username=username, tin=tin)
-    if reveal:
-        with rt.transaction() as connection:
-            rt.audit_reveal(connection, command="accounts lookup", target="accounts")
     columns = ["line", "query_username", "found"] + ACCOUNT_COLUMNS if csv_file else None
-    emit(result, fmt, reveal=reveal, columns=columns)
+    rt.show(result, fmt, reveal=reveal, command="accounts lookup", columns=columns)
 
 
 @app.command("show")
@@ -138,11 +133,9 @@ def show(
     from portalctl.domain.accounts import show_account
 
     rt = runtime(ctx)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         record = show_account(connection, username)
-        if reveal:
-            rt.audit_reveal(connection, command="accounts show", target=f"account:{username}")
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="accounts show")
 
 
 @app.command("verify")
@@ -276,10 +269,8 @@ def create(
             security_question=security_question,
             security_answer=security_answer,
         )
-        if reveal:
-            rt.audit_reveal(connection, command="accounts create", target=f"account:{username}")
     say(f"created account {record['username']}")
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="accounts create")
 
 
 @app.command("register")

@@ -102,9 +102,7 @@ def issue(
             send_email=not no_email,
             settings=rt.settings,
         )
-        if reveal:
-            rt.audit_reveal(connection, command="codes issue", target=f"code:{record['id']}")
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="codes issue")
 
 
 @app.command("list")
@@ -129,13 +127,11 @@ def list_codes(
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin) if tin is not None else None
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         found = list_registration_codes(
             connection, tin=parsed, status=status, email=email, limit=limit
         )
-        if reveal:
-            rt.audit_reveal(connection, command="codes list", target="registration_codes")
-    emit(found, fmt, reveal=reveal, columns=CODE_COLUMNS)
+    rt.show(found, fmt, reveal=reveal, command="codes list", columns=CODE_COLUMNS)
 
 
 @app.command("show")
@@ -153,11 +149,9 @@ def show(
     from portalctl.domain.code_records import show_registration_code
 
     rt = runtime(ctx)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         record = show_registration_code(connection, code_id=code_id)
-        if reveal:
-            rt.audit_reveal(connection, command="codes show", target=f"code:{code_id}")
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="codes show")
 
 
 @app.command("verify")

@@ -166,12 +166,43 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     return record
 
 
-def record_reveal(connection: Connection, *, operator: str, command: str, target: str) -> None:
-    """``--reveal`` shows full TINs: that itself is audited."""
+REVEAL_LISTED = 100  # names a reveal record lists; beyond that it counts them
+
+
+def record_reveal(connection: Connection, *, operator: str, command: str, shown: Any) -> None:
+    """``--reveal`` shows full TINs: that itself is audited, naming (masked) the TINs and the
+    accounts of what was shown."""
+    tins: dict[str, None] = {}
+    usernames: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Tin):
+            tins.setdefault(value.masked, None)
+        elif isinstance(value, dict):
+            if isinstance(value.get("username"), str):
+                usernames.setdefault(value["username"], None)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(shown)
+    only_account = next(iter(usernames)) if len(usernames) == 1 else None
+    target = f"account:{only_account}" if only_account else command
+    if not usernames and len(tins) == 1:
+        target = f"tin:{next(iter(tins))}"
     record_audit(
         connection,
         operator=operator,
         action="tin.reveal",
         target=target,
-        details={"command": command},
+        account=only_account,
+        details={
+            "command": command,
+            "tins": list(tins)[:REVEAL_LISTED],
+            "tin_count": len(tins),
+            "accounts": list(usernames)[:REVEAL_LISTED],
+            "account_count": len(usernames),
+        },
     )
