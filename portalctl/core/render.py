@@ -108,26 +108,26 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _vertical_table(record: dict[str, Any]) -> str:
+    """One record as ``key value`` lines; its lists of records (an account's recent audit, a
+    TIN's codes) as tables below it."""
     from tabulate import tabulate
 
-    body = []
-    for key, value in record.items():
-        if (
-            isinstance(value, list)
-            and value
-            and isinstance(value[0], dict)
-            and set(value[0]) != {"tin", "role"}
-        ):
-            body.append([key, f"({len(value)} rows below)"])
-        else:
-            body.append([key, escape_controls(cell_text(value))])
+    nested = {key: value for key, value in record.items() if _is_nested_listing(value)}
+    body = [
+        [key, f"({len(value)} rows below)" if key in nested else escape_controls(cell_text(value))]
+        for key, value in record.items()
+    ]
     text = tabulate(body, tablefmt="plain", disable_numparse=True)
-    for key, value in record.items():
-        if (
-            isinstance(value, list)
-            and value
-            and isinstance(value[0], dict)
-            and set(value[0]) != {"tin", "role"}
-        ):
-            text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
+    for key, value in nested.items():
+        text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
     return text
+
+
+def _is_nested_listing(value: Any) -> bool:
+    """A list of records other than an account's TIN links (which fit in one cell)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and isinstance(value[0], dict)
+        and set(value[0]) != {"tin", "role"}
+    )
