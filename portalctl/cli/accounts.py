@@ -351,8 +351,7 @@ def import_accounts(
     from portalctl.domain.account_import import import_accounts_csv
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
-        summary = import_accounts_csv(connection, file, operator=rt.operator_name)
+    summary = import_accounts_csv(rt.engine(), file, operator=rt.operator_name)
     emit(summary, fmt)
 
 

@@ -58,6 +58,9 @@ def issue(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --csv: validate only.")] = False,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="With --csv: rows per transaction.")
+    ] = 10_000,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -75,15 +78,15 @@ def issue(
 
     rt = runtime(ctx)
     if csv_file is not None:
-        with rt.transaction() as connection:
-            summary = issue_codes_from_csv(
-                connection,
-                csv_file,
-                operator=rt.operator_name,
-                settings=rt.settings,
-                dry_run=dry_run,
-                send_email=not no_email,
-            )
+        summary = issue_codes_from_csv(
+            rt.engine(),
+            csv_file,
+            operator=rt.operator_name,
+            settings=rt.settings,
+            dry_run=dry_run,
+            send_email=not no_email,
+            chunk_size=chunk_size,
+        )
         emit(summary, fmt)
         return
     if tin is None or admin_name is None or admin_email is None:

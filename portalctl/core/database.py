@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from portalctl.core.errors import DatabaseUnavailable, InvalidInput, RecordedRefusal
+from portalctl.core.errors import DatabaseUnavailable, InvalidInput, RecordedRefusal, Refused
 from portalctl.core.readonly_db import NOT_A_DATABASE, target_description
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -149,6 +152,44 @@ def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", error)).strip().splitlines()
     line = text[0] if text else error.__class__.__name__
     return line.replace("\r", " ")[:300]
+
+
+def unique_violation(error: BaseException) -> str | None:
+    """The name of the unique index a failed INSERT or UPDATE broke, or None for any other
+    error: a race two writers ran (both checked, both inserted) ends as the refusal the
+    sequential case gives, not as a database error."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL's unique_violation
+        diag = getattr(orig, "diag", None)
+        return str(getattr(diag, "constraint_name", "") or "")
+    text = str(orig or "")
+    if "UNIQUE constraint failed" in text:  # SQLite names the index, or the columns
+        return text.split("index '", 1)[-1].rstrip("'") if "index '" in text else text
+    return None
+
+
+RETRYABLE_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock detected
+MAX_ATTEMPTS = 6
+
+
+def retrying_conflicts(connection: Connection, work: Callable[[], T], *, what: str) -> T:
+    """``work()`` in a transaction of its own, run again when PostgreSQL picks it as a deadlock
+    or serialization victim (it was rolled back whole, so nothing is done twice). Still losing
+    after ``MAX_ATTEMPTS``: refused, saying so (a conflict, not an unavailable database)."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with transaction_on(connection):
+                return work()
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                raise
+            time.sleep(0.05 * attempt)
+    raise Refused(
+        f"{what}: concurrent work on the same rows won {MAX_ATTEMPTS} times in a row; this "
+        "part was not written: run it again"
+    )
 
 
 @contextmanager

@@ -101,6 +101,37 @@ registration_codes = sa.Table(
     sa.Column("revoked_at", UTCDateTime),
     sa.Column("revoke_reason", sa.String(500)),
     sa.Column("replaces_id", sa.BigInteger, sa.ForeignKey("registration_codes.id")),
+    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("code_batches.id")),
+    sa.Column("batch_line", sa.Integer),
+)
+
+code_batches = sa.Table(
+    "code_batches",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("file_name", sa.String(500), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("rows_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("issued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("already_issued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("operator", sa.String(100), nullable=False),
+    sa.Column("runner", sa.String(200)),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+)
+
+account_imports = sa.Table(
+    "account_imports",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("file_name", sa.String(500), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("rows_total", sa.Integer, nullable=False),
+    sa.Column("accounts_created", sa.Integer, nullable=False),
+    sa.Column("operator", sa.String(100), nullable=False),
+    sa.Column("imported_at", UTCDateTime, nullable=False),
 )
 
 outbox = sa.Table(
@@ -179,6 +210,8 @@ DATA_TABLES = (
     accounts,
     account_tins,
     registration_codes,
+    code_batches,
+    account_imports,
     outbox,
     consolidation_batches,
     consolidations,

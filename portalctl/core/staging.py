@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from portalctl.core.database import driver_connection
+from portalctl.core.database import DEFER_WRITE_LOCK, driver_connection
 
 _SQLITE_BATCH = 10_000
 # A 64 MB page cache instead of the default 2 MB, and a WAL checkpoint every ~400 MB instead of
@@ -24,6 +24,32 @@ _SQLITE_BULK_PRAGMAS = (
 )
 
 
+@contextmanager
+def bulk_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for work in several transactions over temporary tables, which go with it:
+    closed, its stage is dropped at once instead of by a DROP TABLE that rewrites the pages it
+    frees."""
+    with engine.connect() as connection:
+        try:
+            yield connection
+        finally:
+            if not connection.closed:
+                connection.invalidate()
+
+
+@contextmanager
+def reading_phase(connection: Connection) -> Iterator[Connection]:
+    """A transaction that reads the database and writes only temporary tables (reading and
+    staging an input file): on SQLite it takes no write lock, so a slow or big input never
+    keeps other writers waiting."""
+    connection.execution_options(**{DEFER_WRITE_LOCK: True})
+    try:
+        with connection.begin():
+            yield connection
+    finally:
+        connection.execution_options(**{DEFER_WRITE_LOCK: False})
+
+
 def tune_for_bulk_work(connection: Connection) -> None:
     """Settings for a connection about to write many rows (SQLite; PostgreSQL needs none):
     more memory for pages, fewer checkpoints."""
@@ -33,12 +59,22 @@ def tune_for_bulk_work(connection: Connection) -> None:
 
 
 def create_staging_table(
-    connection: Connection, name: str, columns: Sequence[tuple[str, str]]
+    connection: Connection,
+    name: str,
+    columns: Sequence[tuple[str, str]],
+    *,
+    keep_after_commit: bool = False,
 ) -> None:
-    """A temporary table (dropped at commit on PostgreSQL, replaced if left over on SQLite)."""
+    """A temporary table: dropped at commit on PostgreSQL unless ``keep_after_commit`` (work
+    in several transactions), replaced if left over on SQLite (where it lasts as long as the
+    connection)."""
     column_sql = ", ".join(f"{column} {sql_type}" for column, sql_type in columns)
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column_sql}) ON COMMIT DROP")
+        on_commit = "PRESERVE ROWS" if keep_after_commit else "DROP"
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {name} ({column_sql}) ON COMMIT {on_commit}"
+        )
     else:
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
         connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column_sql})")
