@@ -80,11 +80,6 @@ def create_staging_table(
         connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column_sql})")
 
 
-def drop_staging_table(connection: Connection, name: str) -> None:
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-
-
 def load_rows(
     connection: Connection, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
