@@ -107,9 +107,12 @@ def _classify_unexpected(error: Exception) -> tuple[ExitCode, str]:
     carries the statement, and the driver's later lines (PostgreSQL's DETAIL) the values."""
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc and isinstance(error, sqlalchemy_exc.DBAPIError):
+        from portalctl.core.database import database_failure
+
+        failure = database_failure(error)
+        if failure is not None:
+            return failure.exit_code, failure.message
         first = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
-        if isinstance(error, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)):
-            return ExitCode.DATABASE, f"database error: {first}"
         return ExitCode.BUG, f"unexpected database error: {type(error.orig).__name__}: {first}"
     first = (str(error).strip().splitlines() or [""])[0]
     return ExitCode.BUG, f"unexpected error: {type(error).__name__}: {first}"

@@ -15,6 +15,8 @@ from typing import IO, Any
 from portalctl.core.errors import InvalidInput
 
 MAX_REPORTED_ERRORS = 20
+# No stored text may hold NUL (PostgreSQL refuses it outright), so a row with one is invalid.
+NUL_PROBLEM = "a cell contains a NUL character"
 csv.field_size_limit(1024 * 1024)
 
 
@@ -202,6 +204,9 @@ def read_csv(
             continue
         if len(cells) != width:
             yield CsvRecord(line, {}, f"expected {width} fields, found {len(cells)}")
+            continue
+        if any("\x00" in cell for cell in cells):
+            yield CsvRecord(line, {}, NUL_PROBLEM)
             continue
         yield CsvRecord(line, {name: cell.strip() for name, cell in zip(header, cells)})
 

@@ -8,7 +8,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from portalctl.core.errors import DatabaseUnavailable, InvalidInput, RecordedRefusal, Refused
-from portalctl.core.readonly_db import NOT_A_DATABASE, target_description
+from portalctl.core.readonly_db import (
+    MALFORMED_URL,
+    SQLITE_UNUSABLE,
+    normalise_url,
+    refuse_malformed_port,
+    target_description,
+)
 
 T = TypeVar("T")
 
@@ -37,12 +43,11 @@ def parse_url(url: str) -> URL:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise InvalidInput(
-            "the database URL is malformed (expected sqlite:///FILE or "
-            "postgresql+psycopg://user@host/db)"
-        ) from None
+        parsed = make_url(normalise_url(url))  # a port that is not a number: ValueError
+        if parsed.get_backend_name() == "postgresql":
+            refuse_malformed_port(normalise_url(url))
+    except (ArgumentError, ValueError):
+        raise InvalidInput(MALFORMED_URL) from None
     if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -107,27 +112,37 @@ def _begin_immediate(connection: Connection) -> None:
 
 @contextmanager
 def translate_database_errors(url: URL) -> Iterator[None]:
-    """Turn a connection failure into one line that names the host and never the password."""
+    """Turn a failure of the database itself into one line that names it and never the
+    password (``database_failure``); other errors pass."""
     from sqlalchemy import exc
 
     try:
         yield
-    except exc.OperationalError as error:
-        if _is_connection_failure(error):
-            raise DatabaseUnavailable(
-                f"cannot reach the database ({describe_target(url)}): {_first_line(error)}"
-            ) from None
-        raise
-    except exc.InterfaceError as error:
-        raise DatabaseUnavailable(
-            f"cannot reach the database ({describe_target(url)}): {_first_line(error)}"
-        ) from None
-    except exc.DatabaseError as error:
-        if NOT_A_DATABASE in str(error.orig):
-            raise DatabaseUnavailable(
-                f"cannot use the database ({describe_target(url)}): {NOT_A_DATABASE}"
-            ) from None
-        raise
+    except exc.DBAPIError as error:
+        failure = database_failure(error, describe_target(url))
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def database_failure(error: DBAPIError, where: str | None = None) -> DatabaseUnavailable | None:
+    """The ``DatabaseUnavailable`` (exit 6) that a driver error means, when it is the database
+    failing rather than the statement: unreachable, lost, refusing the login, or (SQLite) a
+    file that is not a database or is damaged. None for anything else. A deadlock or a
+    serialization failure is none of these (``retrying_conflicts`` retries it)."""
+    from sqlalchemy import exc
+
+    place = f" ({where})" if where else ""
+    if getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return None
+    if isinstance(error, exc.InterfaceError) or (
+        isinstance(error, exc.OperationalError) and _is_connection_failure(error)
+    ):
+        return DatabaseUnavailable(f"cannot reach the database{place}: {_first_line(error)}")
+    damage = next((marker for marker in SQLITE_UNUSABLE if marker in str(error.orig)), None)
+    if damage is not None:
+        return DatabaseUnavailable(f"cannot use the database{place}: {damage}")
+    return None
 
 
 def _is_connection_failure(error: DBAPIError) -> bool:
@@ -144,6 +159,7 @@ def _is_connection_failure(error: DBAPIError) -> bool:
         "authentication",
         "no password",
         "role",
+        "resolve",
     )
     return any(marker in text for marker in markers) and "lock" not in text
 

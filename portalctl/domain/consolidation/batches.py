@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
 from portalctl.core.errors import NotFound
+from portalctl.core.fields import refuse_impossible_id
 from portalctl.core.schema import consolidation_batches, consolidations
 from portalctl.domain.audit import record_audit
 from portalctl.domain.consolidation.plan import ConsolidationPlan
@@ -126,6 +127,7 @@ def list_batches(connection: Connection, *, limit: int = 50) -> list[dict[str, A
 
 def show_batch(connection: Connection, batch_id: int) -> dict[str, Any]:
     """One batch's record, with its runner, heartbeat and recorded merges."""
+    refuse_impossible_id(batch_id, "consolidation batch")
     row = (
         connection.execute(sa.select(consolidation_batches).where(_B.id == batch_id))
         .mappings()

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from sqlalchemy.engine import Connection
 
-from portalctl.core.csvio import CsvRecord, open_csv_hashed, read_csv
+from portalctl.core.csvio import NUL_PROBLEM, CsvRecord, open_csv_hashed, read_csv
 from portalctl.core.database import driver_connection
 from portalctl.core.errors import InvalidInput
 from portalctl.core.staging import load_rows
@@ -145,6 +145,8 @@ def _row(line: int, primary: str, secondary: str, tin: str) -> tuple[Any, ...]:
     primary_key, secondary_key = primary.lower()[:254], secondary.lower()[:254]
     if not primary or not secondary:
         problem = ("invalid", "missing_username", _REQUIRED_DETAIL)
+    elif "\x00" in primary or "\x00" in secondary or "\x00" in tin:
+        return _problem_row(line, NUL_PROBLEM)
     elif primary_key == secondary_key and primary.lower() == secondary.lower():
         problem = ("refused", "self_merge", _SELF_DETAIL)
     elif tin:
