@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from portalctl.core.clock import utc_now
-from portalctl.core.schema import DATA_TABLES, UTCDateTime, schema_migrations
+from portalctl.core.schema import UTCDateTime
 from portalctl.core.tin import Tin
 from portalctl.domain.account_changes import create_account
 
@@ -86,14 +86,12 @@ def write_pairs(path: Path, pairs, *, header: str = "primary_username,secondary_
 
 
 def dump_tables(backend) -> dict[str, list[tuple]]:
-    """Every row of every table, ordered, to compare two states byte for byte."""
+    """Every row of every table the database has, ordered, to compare two states exactly."""
     dump = {}
     with backend.engine.connect() as connection:
-        for table in (*DATA_TABLES, schema_migrations):
-            dump[table.name] = [
-                tuple(row)
-                for row in connection.execute(sa.select(table).order_by(*table.primary_key.columns))
-            ]
+        for name in sorted(sa.inspect(connection).get_table_names()):
+            rows = connection.exec_driver_sql(f"SELECT * FROM {name}").all()
+            dump[name] = sorted((tuple(row) for row in rows), key=repr)
     return dump
 
 

@@ -14,24 +14,40 @@ ROOT = Path(__file__).resolve().parent.parent
 PORTALCTL = str(ROOT / ".venv" / "bin" / "portalctl")
 
 INPUTS = {
-    "accounts import": (["accounts", "import", "-"], "username,email,full_name\n",
-                        "ann,ann@example.org,Ann\n"),
-    "codes issue --csv": (["codes", "issue", "--csv", "-"], "tin,admin_name,admin_email\n",
-                          "061137531,Ann,ann@example.org\n"),
-    "consolidate run": (["consolidate", "run", "-"], "primary_username,secondary_username\n",
-                        "keep,old\n"),
+    "accounts import": (
+        ["accounts", "import", "-"],
+        "username,email,full_name\n",
+        "ann,ann@example.org,Ann\n",
+    ),
+    "codes issue --csv": (
+        ["codes", "issue", "--csv", "-"],
+        "tin,admin_name,admin_email\n",
+        "061137531,Ann,ann@example.org\n",
+    ),
+    "consolidate run": (
+        ["consolidate", "run", "-"],
+        "primary_username,secondary_username\n",
+        "keep,old\n",
+    ),
 }
 
 
 @pytest.mark.parametrize("command", INPUTS)
 def test_a_slow_input_keeps_no_other_writer_waiting(cli, backend, command):
     for name in ("keep", "old"):
-        assert cli("accounts", "create", "-u", name, "-e", f"{name}@example.org", "-n", name
-                   ).exit_code == 0
+        assert (
+            cli("accounts", "create", "-u", name, "-e", f"{name}@example.org", "-n", name).exit_code
+            == 0
+        )
     args, header, row = INPUTS[command]
-    run = subprocess.Popen([PORTALCTL, *args, "-f", "json"], env={**os.environ, **backend.env},
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [PORTALCTL, *args, "-f", "json"],
+        env={**os.environ, **backend.env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         run.stdin.write(header + row)
         run.stdin.flush()
@@ -50,8 +66,10 @@ def test_a_slow_input_keeps_no_other_writer_waiting(cli, backend, command):
 
 def test_an_imported_file_run_again_says_it_was_already_imported(cli, backend, tmp_path):
     path = tmp_path / "new.csv"
-    path.write_text("username,email,full_name\n" + "".join(
-        f"user{n},user{n}@example.org,User {n}\n" for n in range(60)))
+    path.write_text(
+        "username,email,full_name\n"
+        + "".join(f"user{n},user{n}@example.org,User {n}\n" for n in range(60))
+    )
     assert cli("accounts", "import", str(path)).exit_code == 0
     again = cli("accounts", "import", str(path))
     assert again.exit_code == 4

@@ -351,7 +351,7 @@ def import_accounts(
     from portalctl.domain.account_import import import_accounts_csv
 
     rt = runtime(ctx)
-    summary = import_accounts_csv(rt.engine(), file, operator=rt.operator_name)
+    summary = import_accounts_csv(rt.writing_engine(), file, operator=rt.operator_name)
     emit(summary, fmt)
 
 

@@ -79,7 +79,7 @@ def issue(
     rt = runtime(ctx)
     if csv_file is not None:
         summary = issue_codes_from_csv(
-            rt.engine(),
+            rt.writing_engine(),
             csv_file,
             operator=rt.operator_name,
             settings=rt.settings,

@@ -108,7 +108,7 @@ def run(
     rt = runtime(ctx)
     with printing_refused_record(fmt):
         summary = run_consolidation_file(
-            rt.engine(),
+            rt.writing_engine(),
             file,
             operator=rt.operator_name,
             dry_run=dry_run,

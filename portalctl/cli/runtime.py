@@ -67,6 +67,7 @@ class Runtime:
     debug: bool = False
     _settings: Settings | None = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
+    _audit_checked: bool = field(default=False, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -126,7 +127,29 @@ class Runtime:
             if read_only:
                 connection.execution_options(**{DEFER_WRITE_LOCK: True})
             with transaction_on(connection):
+                if not read_only:
+                    self._refuse_unprotected_audit(connection)
                 yield connection
+
+    def writing_engine(self) -> Engine:
+        """The engine for a command that writes in many transactions of its own (bulk runs),
+        after the checks every writing command makes."""
+        from portalctl.core.database import parse_url, translate_database_errors
+
+        engine = self.engine()
+        with (
+            translate_database_errors(parse_url(self.settings.database_url)),
+            engine.connect() as connection,
+        ):
+            self._refuse_unprotected_audit(connection)
+        return engine
+
+    def _refuse_unprotected_audit(self, connection: Connection) -> None:
+        if not self._audit_checked:
+            from portalctl.core.audit_protection import refuse_unprotected_audit
+
+            refuse_unprotected_audit(connection)
+            self._audit_checked = True
 
     @contextmanager
     def read_only(self) -> Iterator[ReadOnlyConnection]:
@@ -232,7 +255,12 @@ def read_secret(
             f"the {label} is asked for at a terminal; without one, give it with {stdin_option}"
             + otherwise
         )
+    import getpass
+
     try:
-        return str(typer.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True))
-    except typer.Abort:
-        raise KeyboardInterrupt from None
+        secret = getpass.getpass(f"{label}: ", stream=sys.stderr)
+        if confirm and getpass.getpass(f"{label} (again): ", stream=sys.stderr) != secret:
+            raise UsageError(f"the two {label.lower()}s typed differ")
+    except EOFError:
+        raise UsageError(f"no {label.lower()} was typed (end of input)") from None
+    return secret

@@ -58,6 +58,22 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+def create_private_sqlite_file(url: URL) -> None:
+    """A new SQLite database file is made readable by its owner only (it holds TINs and
+    hashes); SQLite gives its -wal and -shm files the same mode. Existing files are left."""
+    import os
+
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:" or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise DatabaseUnavailable(f"cannot create the database {path}: {error.strerror}") from None
+
+
 def masked_url(url: str | URL) -> str:
     """The URL as it may be shown: never with its password."""
     parsed = parse_url(url) if isinstance(url, str) else url

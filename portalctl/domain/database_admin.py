@@ -10,13 +10,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from portalctl.core.database import masked_url, translate_database_errors
+from portalctl.core.audit_protection import audit_protection_problems
+from portalctl.core.database import (
+    create_private_sqlite_file,
+    masked_url,
+    translate_database_errors,
+)
 from portalctl.core.migrations import apply_pending, migration_state
 from portalctl.core.schema import DATA_TABLES
 
 
 def initialise_database(engine: Engine, *, now: datetime) -> dict[str, Any]:
     """Apply pending migrations; report what was applied and what already was."""
+    create_private_sqlite_file(engine.url)
     with translate_database_errors(engine.url):
         applied = apply_pending(engine, now=now)
         with engine.connect() as connection:
@@ -51,6 +57,7 @@ def database_status(engine: Engine) -> dict[str, Any]:
     with translate_database_errors(engine.url), engine.connect() as connection:
         state = migration_state(connection)
         tables = set(sa.inspect(connection).get_table_names())
+        protection = audit_protection_problems(connection) if "audit_log" in tables else []
         counts = {}
         for table in DATA_TABLES:
             if table.name in tables:
@@ -67,5 +74,7 @@ def database_status(engine: Engine) -> dict[str, Any]:
         "pending": [m.file_name for m in state.pending],
         "edited": state.edited,
         "up_to_date": bool(state.applied) and not state.pending and not state.edited,
+        "audit_log_protected": not protection,
+        "audit_log_problems": protection,
         "row_counts": counts,
     }

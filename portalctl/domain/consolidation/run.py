@@ -141,13 +141,14 @@ def _plan_and_apply(
 
 
 def _refuse_bad_rows(plan: ConsolidationPlan, *, skip_invalid: bool, dry_run: bool) -> None:
-    if plan.bad_rows and not skip_invalid:
-        more = plan.bad_rows - len(plan.problems)
-        raise InvalidInput(
-            f"{plan.source}: {plan.bad_rows} of {plan.rows} rows cannot be applied, nothing was "
-            "written" + (" (dry run)" if dry_run else "") + f"; first: {plan.problems[0]}",
-            details=plan.problems + ([f"... and {more} more"] if more > 0 else []),
-        )
+    if not plan.bad_rows or skip_invalid:
+        return
+    more = plan.bad_rows - len(plan.problems)
+    raise InvalidInput(
+        f"{plan.source}: {plan.bad_rows} of {plan.rows} rows cannot be applied, nothing was "
+        "written" + (" (dry run)" if dry_run else "") + f"; first: {plan.problems[0]}",
+        details=plan.problems + ([f"... and {more} more"] if more > 0 else []),
+    )
 
 
 def _apply_all(
