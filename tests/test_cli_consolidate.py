@@ -196,24 +196,37 @@ def test_the_same_file_twice_at_once_is_refused(cli, backend, tmp_path):
     assert account(backend, "bob") == ("merged", "ann")
 
 
-@pytest.mark.postgres
-def test_postgres_second_run_of_a_running_file_exits_4(cli, backend, tmp_path):
-    if backend.name != "postgresql":
-        pytest.skip("PostgreSQL only")
+def test_a_second_run_of_a_running_file_exits_4_and_a_killed_run_shows_as_crashed(
+    cli, backend, tmp_path
+):
+    """Wherever the first run is stopped (between chunks or inside one, holding SQLite's write
+    lock), a second run of its file is refused at once; killed, it shows as crashed (its
+    advisory lock free, its process gone) until a re-run finishes the file."""
     make_groups(backend, 5000)
     path = write_pairs(tmp_path / "f.csv", [(f"p{i}", f"s{i}") for i in range(1, 5001)])
     process = _start_run(backend, path, "--chunk-size", "50")
     try:
         _wait_for_merges(backend, process)
         process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
         refused = cli("consolidate", "run", str(path))
         assert refused.exit_code == 4 and "batch already running" in refused.stderr
+        assert time.monotonic() - started < 10
+        assert _shown_states(cli) == ["running"]
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    assert _shown_states(cli) == ["crashed"]
     finished = cli("consolidate", "run", str(path), "-f", "json")
     assert finished.exit_code == 0, finished.stderr
     assert finished.json()["merged"] + finished.json()["already_merged"] == 5000
+    assert _shown_states(cli) == ["completed", "failed"]
+
+
+def _shown_states(cli) -> list[str]:
+    listed = cli("consolidate", "status", "-f", "json")
+    assert listed.exit_code == 0, listed.stderr
+    return [batch["state"] for batch in listed.json()]
 
 
 @pytest.mark.postgres

@@ -134,13 +134,14 @@ class Runtime:
     def writing_engine(self) -> Engine:
         """The engine for a command that writes in many transactions of its own (bulk runs),
         after the checks every writing command makes."""
-        from portalctl.core.database import parse_url, translate_database_errors
+        from portalctl.core.database import DEFER_WRITE_LOCK, parse_url, translate_database_errors
 
         engine = self.engine()
         with (
             translate_database_errors(parse_url(self.settings.database_url)),
             engine.connect() as connection,
         ):
+            connection.execution_options(**{DEFER_WRITE_LOCK: True})  # a read: no write lock
             self._refuse_unprotected_audit(connection)
         return engine
 

@@ -130,7 +130,11 @@ def load_settings(
     if path.is_file():
         from dotenv import dotenv_values  # only when there is a file to read: start-up time
 
-        from_file = dotenv_values(path)
+        try:
+            from_file = dotenv_values(path)
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not valid UTF-8"
+            raise ConfigurationError(f"{path}: cannot be read ({reason})") from None
     values: dict[str, str | None] = {}
     for name in SETTING_DEFAULTS:
         if name in os.environ:

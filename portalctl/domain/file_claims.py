@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from portalctl.core.clock import utc_now
 from portalctl.core.errors import Refused
 from portalctl.core.fields import clean_text
+from portalctl.core.staging import reading_phase
 from portalctl.domain.audit import record_audit
 
 # A run on another host is presumed alive until its heartbeat (one per chunk) is this old.
@@ -44,6 +45,11 @@ def claim_file(
     now = utc_now()
     file_name = clean_text(file_name, "file name") or "-"
     postgres = connection.dialect.name == "postgresql"
+    if not postgres:
+        # Looked at first without the write lock, which a live run may hold mid-chunk: the
+        # second run is refused at once instead of queueing for it.
+        with reading_phase(connection):
+            _refuse_live_runner(connection, runs, sha256, file_name=file_name, now=now)
     with connection.begin():
         if (
             postgres
@@ -54,13 +60,10 @@ def claim_file(
             running = _running(connection, runs, sha256)
             holder = f"batch {running['id']}" if running is not None else "planning"
             raise Refused(f"batch already running for {file_name} ({holder})")
+        if not postgres:
+            _refuse_live_runner(connection, runs, sha256, file_name=file_name, now=now)
         running = _running(connection, runs, sha256)
         if running is not None:
-            if not postgres and runner_alive(running, now):
-                raise Refused(
-                    f"batch already running for {file_name} (batch {running['id']}, "
-                    f"runner {running['runner']})"
-                )
             _mark_crashed(connection, runs, running, operator=operator, what=what, now=now)
         return int(
             connection.execute(
@@ -135,6 +138,17 @@ def runner_alive(run: RowMapping, now: datetime) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
     except OSError:
         return True
+
+
+def _refuse_live_runner(
+    connection: Connection, runs: sa.Table, sha256: str, *, file_name: str, now: datetime
+) -> None:
+    running = _running(connection, runs, sha256)
+    if running is not None and runner_alive(running, now):
+        raise Refused(
+            f"batch already running for {file_name} (batch {running['id']}, "
+            f"runner {running['runner']})"
+        )
 
 
 def _running(connection: Connection, runs: sa.Table, sha256: str) -> RowMapping | None:
