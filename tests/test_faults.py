@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 from consolidation_support import dump_tables
@@ -260,3 +261,40 @@ def test_control_characters_stored_in_a_name_are_shown_escaped(practice, cli, ba
         assert shown.exit_code == 0
         assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
         assert "\\x1b" in shown.stdout
+
+
+def test_two_creates_of_one_username_at_once_end_as_the_sequential_refusal(backend):
+    """Both check, both insert: the loser is refused like a later create (exit 4), with no
+    database error and no bound value in sight."""
+    import threading
+
+    from portalctl.core.errors import Refused
+    from portalctl.domain.account_changes import create_account
+
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def create(email: str) -> None:
+        start.wait()
+        try:
+            with backend.engine.begin() as connection:
+                create_account(
+                    connection,
+                    operator="rep",
+                    username="Dana",
+                    email=email,
+                    full_name="Dana",
+                    tins=[],
+                )
+                time.sleep(0.3)  # both have checked before either commits
+            outcomes.append("created")
+        except Refused as refusal:
+            outcomes.append(refusal.message)
+
+    threads = [threading.Thread(target=create, args=(f"dana{n}@example.org",)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["created", "username 'Dana' is already taken"]
+    assert backend.scalar("SELECT COUNT(*) FROM accounts") == 1
