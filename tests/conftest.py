@@ -153,3 +153,14 @@ def bare_cli(isolated):
     return make_runner(
         {"PORTALCTL_SECRET_KEY": TEST_SECRET_KEY, "PORTALCTL_OPERATOR": TEST_OPERATOR}
     )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line per reason tests were skipped (instead of a line per test)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"skipped {count}: {reason}")

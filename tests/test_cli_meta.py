@@ -38,10 +38,13 @@ def test_every_command_has_help_with_an_example():
         assert command.help and "Example: portalctl " + " ".join(path) in command.help, path
 
 
-def test_readme_documents_every_command():
-    readme = (ROOT / "README.md").read_text()
+def test_the_command_reference_is_generated_from_the_current_commands():
+    from portalctl.cli.reference import reference
+
+    committed = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    assert committed == reference(), "docs/reference.md is stale: run `make docs`"
     for path, _ in all_commands():
-        assert f"portalctl {' '.join(path)}" in readme, f"README lacks `portalctl {' '.join(path)}`"
+        assert f"## `portalctl {' '.join(path)}`" in committed
 
 
 @pytest.mark.parametrize(
@@ -162,3 +165,26 @@ def test_an_unsupported_database_is_one_line_exit_5(backend):
     )
     assert result.returncode == 5 and result.stderr.count("\n") == 1
     assert "unsupported database 'mysql'" in result.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_scripts_are_generated(shell):
+    result = subprocess.run(
+        [str(BIN / "portalctl"), "--show-completion", shell], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "_PORTALCTL_COMPLETE" in result.stdout
+
+
+def test_completion_offers_the_command_groups_and_their_commands():
+    env = {
+        **os.environ,
+        "_PORTALCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": "portalctl acc",
+        "COMP_CWORD": "1",
+    }
+    groups = subprocess.run([str(BIN / "portalctl")], env=env, capture_output=True, text=True)
+    assert "accounts" in groups.stdout.split()
+    env["COMP_WORDS"], env["COMP_CWORD"] = "portalctl accounts ver", "2"
+    commands = subprocess.run([str(BIN / "portalctl")], env=env, capture_output=True, text=True)
+    assert "verify" in commands.stdout.split()

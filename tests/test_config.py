@@ -61,7 +61,7 @@ def test_db_init_on_a_new_sqlite_database_creates_a_private_secret_key(bare_cli,
         env={"PORTALCTL_SECRET_KEY": None},
     )
     assert result.exit_code == 0, result.stderr
-    assert result.json()["secret_key_created_in"] == ".env"
+    assert result.json()["secret_key"].startswith("created PORTALCTL_SECRET_KEY in .env")
     content = (isolated / ".env").read_text()
     assert content.startswith("PORTALCTL_SECRET_KEY=") and len(content.strip()) > 40
     assert oct(os.stat(isolated / ".env").st_mode & 0o777) == "0o600"
@@ -74,5 +74,57 @@ def test_db_init_on_a_new_sqlite_database_creates_a_private_secret_key(bare_cli,
         "json",
         env={"PORTALCTL_SECRET_KEY": None},
     )
-    assert again.json()["secret_key_created_in"] is None
+    assert again.json()["secret_key"] == "set"
     assert (isolated / ".env").read_text() == content
+
+
+def test_db_init_on_postgresql_without_a_key_says_how_to_make_one(backend, cli):
+    result = cli("db", "init", "-f", "json", env={"PORTALCTL_SECRET_KEY": ""})
+    assert result.exit_code == 0, result.stderr
+    if backend.name == "postgresql":
+        assert "make one with `portalctl secret-key`" in result.json()["secret_key"]
+        assert result.stderr.startswith("portalctl: PORTALCTL_SECRET_KEY is not set: make one")
+
+
+def test_secret_key_prints_a_new_random_key(bare_cli):
+    first, second = bare_cli("secret-key"), bare_cli("secret-key")
+    assert first.exit_code == 0 and len(first.stdout.strip()) >= 43
+    assert first.stdout != second.stdout
+
+
+def test_secrets_can_be_read_from_files_named_by_the_file_variants(backend, bare_cli, tmp_path):
+    key_file, url_file = tmp_path / "key", tmp_path / "url"
+    key_file.write_text(backend.env["PORTALCTL_SECRET_KEY"] + "\n")
+    url_file.write_text(backend.url + "\n")
+    env = {
+        "PORTALCTL_DATABASE_URL": None,
+        "PORTALCTL_SECRET_KEY": None,
+        "PORTALCTL_DATABASE_URL_FILE": str(url_file),
+        "PORTALCTL_SECRET_KEY_FILE": str(key_file),
+    }
+    issued = bare_cli(
+        "codes",
+        "issue",
+        "--tin",
+        "061137531",
+        "--admin-name",
+        "J",
+        "--admin-email",
+        "j@example.org",
+        "-f",
+        "json",
+        env=env,
+    )
+    assert issued.exit_code == 0, issued.stderr
+    missing = bare_cli(
+        "accounts",
+        "find",
+        "-n",
+        "x",
+        env={**env, "PORTALCTL_DATABASE_URL_FILE": str(tmp_path / "nope")},
+    )
+    assert missing.exit_code == 2
+    assert missing.stderr == (
+        f"portalctl: PORTALCTL_DATABASE_URL_FILE: {tmp_path / 'nope'} "
+        "cannot be read (No such file or directory)\n"
+    )

@@ -124,7 +124,7 @@ app = typer.Typer(
     help="Administer the provider portal database: accounts, Tax IDs, registration codes, "
     "consolidation, email and the audit log.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -175,6 +175,21 @@ def main_options(
 
 
 app.command("audit")(audit.audit)
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new random key for PORTALCTL_SECRET_KEY (nothing is stored or changed).
+
+    Keep it where the other secrets of the deployment are kept (a secrets manager, or a file
+    named by PORTALCTL_SECRET_KEY_FILE); every server and job must use the same key.
+
+    \b
+    Example: portalctl secret-key > /run/secrets/portalctl_key
+    """
+    import secrets
+
+    typer.echo(secrets.token_urlsafe(32))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, runtime, say
+from portalctl.cli.runtime import FormatOption, OutputFormat, command_group, emit, runtime
 
 app = command_group("db")
 
@@ -15,7 +15,7 @@ def init(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
 
     Refuses to run when an applied migration file was edited since. On a new embedded
     (SQLite) database without PORTALCTL_SECRET_KEY, writes a random one to ./.env (or
-    --env-file) and says so.
+    --env-file), mode 600, and says so; on PostgreSQL without one, says how to make one.
 
     \b
     Example: portalctl db init
@@ -23,17 +23,17 @@ def init(ctx: typer.Context, fmt: FormatOption = OutputFormat.table) -> None:
     from pathlib import Path
 
     from portalctl.core.clock import utc_now
-    from portalctl.domain.database_admin import ensure_secret_key, initialise_database
+    from portalctl.domain.database_admin import initialise_database
 
     rt = runtime(ctx)
-    engine = rt.engine(check_schema=False)
-    result = initialise_database(engine, now=utc_now())
-    result["secret_key_created_in"] = None
-    if engine.dialect.name == "sqlite" and not rt.settings.get("PORTALCTL_SECRET_KEY"):
-        env_file = rt.env_file or Path(".env")
-        if ensure_secret_key(env_file):
-            result["secret_key_created_in"] = str(env_file)
-            say(f"created PORTALCTL_SECRET_KEY in {env_file}; keep that file private")
+    result = initialise_database(
+        rt.engine(check_schema=False),
+        now=utc_now(),
+        settings=rt.settings,
+        env_file=rt.env_file or Path(".env"),
+    )
+    if result["secret_key"] != "set":
+        typer.echo(f"portalctl: {result['secret_key']}", err=True)
     emit(result, fmt)
 
 

@@ -119,6 +119,19 @@ class Settings:
         return self.integer("PORTALCTL_ACCOUNT_MAX_FAILURES")
 
 
+# Settings that may instead be read from a file named by the same variable with _FILE appended
+# (the container-secrets convention); the variable itself wins when both are set.
+SECRET_SETTINGS = ("PORTALCTL_SECRET_KEY", "PORTALCTL_DATABASE_URL", "PORTALCTL_SMTP_URL")
+
+
+def _read_secret_file(variable: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not valid UTF-8"
+        raise ConfigurationError(f"{variable}: {path} cannot be read ({reason})") from None
+
+
 def load_settings(
     *, env_file: Path | None = None, overrides: dict[str, str | None] | None = None
 ) -> Settings:
@@ -141,6 +154,10 @@ def load_settings(
             values[name] = os.environ[name]
         elif from_file.get(name) is not None:
             values[name] = from_file[name]
+        elif name in SECRET_SETTINGS:
+            secret_file = os.environ.get(f"{name}_FILE") or from_file.get(f"{name}_FILE")
+            if secret_file:
+                values[name] = _read_secret_file(f"{name}_FILE", Path(secret_file))
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from portalctl.core.audit_protection import audit_protection_problems
+from portalctl.core.config import Settings
 from portalctl.core.database import (
     create_private_sqlite_file,
     masked_url,
@@ -20,19 +21,35 @@ from portalctl.core.migrations import apply_pending, migration_state
 from portalctl.core.schema import DATA_TABLES
 
 
-def initialise_database(engine: Engine, *, now: datetime) -> dict[str, Any]:
-    """Apply pending migrations; report what was applied and what already was."""
+def initialise_database(
+    engine: Engine, *, now: datetime, settings: Settings, env_file: Path
+) -> dict[str, Any]:
+    """Apply pending migrations; report what was applied and what already was, and the secret
+    key: an embedded (SQLite) database gets a random one in ``env_file`` when none is set; a
+    server database is told how to make one (every process must share it, so it is not
+    made in one place)."""
     create_private_sqlite_file(engine.url)
     with translate_database_errors(engine.url):
         applied = apply_pending(engine, now=now)
         with engine.connect() as connection:
             state = migration_state(connection)
+    key = "set"
+    if not settings.get("PORTALCTL_SECRET_KEY"):
+        if engine.dialect.name == "sqlite" and ensure_secret_key(env_file):
+            key = f"created PORTALCTL_SECRET_KEY in {env_file} (mode 600): keep that file private"
+        else:
+            key = (
+                "PORTALCTL_SECRET_KEY is not set: make one with `portalctl secret-key` and give "
+                "every portalctl process the same one (the variable, or a file named by "
+                "PORTALCTL_SECRET_KEY_FILE)"
+            )
     return {
         "backend": engine.dialect.name,
         "database": masked_url(engine.url),
         "applied_now": [m.file_name for m in applied],
         "applied_total": len(state.applied),
         "pending": [m.file_name for m in state.pending],
+        "secret_key": key,
     }
 
 
