@@ -15,6 +15,7 @@ from portalctl.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
+    from cryptography.fernet import Fernet
 
 # Argon2id at OWASP's minimum for it (19 MiB of memory, 2 passes, 1 lane): ~40-60 ms a hash on
 # the 2-core build VM. A stored hash with other parameters still verifies (they are in it) and is
@@ -127,7 +128,7 @@ def parse_code(text: str, *, digits: int, what: str = "registration code") -> st
     return code
 
 
-def _fernet(key: bytes):
+def _fernet(key: bytes) -> Fernet:
     from cryptography.fernet import Fernet
 
     derived = hashlib.sha256(b"portalctl-outbox-secret:" + key).digest()
@@ -135,8 +136,8 @@ def _fernet(key: bytes):
 
 
 def encrypt_secret(key: bytes, plain: str) -> str:
-    return _fernet(key).encrypt(plain.encode()).decode()
+    return str(_fernet(key).encrypt(plain.encode()).decode())
 
 
 def decrypt_secret(key: bytes, token: str) -> str:
-    return _fernet(key).decrypt(token.encode()).decode()
+    return str(_fernet(key).decrypt(token.encode()).decode())
