@@ -57,7 +57,7 @@ def audit(
     with rt.transaction(read_only=not reveal) as connection:
         records = list_audit(connection, audit_filter)
         if reveal:
-            rt.audit_reveal(connection, command="audit", target="audit_log")
+            rt.audit_reveal(connection, command="audit", target="audit_log", revealed=records)
     emit(
         records,
         fmt,

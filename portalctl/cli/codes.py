@@ -103,7 +103,12 @@ def issue(
             settings=rt.settings,
         )
         if reveal:
-            rt.audit_reveal(connection, command="codes issue", target=f"code:{record['id']}")
+            rt.audit_reveal(
+                connection,
+                command="codes issue",
+                target=f"code:{record['id']}",
+                revealed=record,
+            )
     emit(record, fmt, reveal=reveal)
 
 
@@ -134,7 +139,9 @@ def list_codes(
             connection, tin=parsed, status=status, email=email, limit=limit
         )
         if reveal:
-            rt.audit_reveal(connection, command="codes list", target="registration_codes")
+            rt.audit_reveal(
+                connection, command="codes list", target="registration_codes", revealed=found
+            )
     emit(found, fmt, reveal=reveal, columns=CODE_COLUMNS)
 
 
@@ -156,7 +163,9 @@ def show(
     with rt.transaction(read_only=not reveal) as connection:
         record = show_registration_code(connection, code_id=code_id)
         if reveal:
-            rt.audit_reveal(connection, command="codes show", target=f"code:{code_id}")
+            rt.audit_reveal(
+                connection, command="codes show", target=f"code:{code_id}", revealed=record
+            )
     emit(record, fmt, reveal=reveal)
 
 

@@ -137,10 +137,20 @@ class Runtime:
         with readonly_connection(self.settings.database_url) as connection:
             yield connection
 
-    def audit_reveal(self, connection: Connection, *, command: str, target: str) -> None:
+    def audit_reveal(
+        self, connection: Connection, *, command: str, target: str, revealed: Any
+    ) -> None:
+        """Audit a ``--reveal``: ``revealed`` is what the command shows (its accounts and TINs
+        are named in the record)."""
         from portalctl.domain.accounts import record_reveal
 
-        record_reveal(connection, operator=self.operator_name, command=command, target=target)
+        record_reveal(
+            connection,
+            operator=self.operator_name,
+            command=command,
+            target=target,
+            revealed=revealed,
+        )
 
     def close(self) -> None:
         if self._engine is not None:

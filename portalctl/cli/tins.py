@@ -42,7 +42,7 @@ def show(
     with rt.transaction(read_only=not reveal) as connection:
         page = show_tin(connection, parsed)
         if reveal:
-            rt.audit_reveal(connection, command="tins show", target=f"tin:{parsed}")
+            rt.audit_reveal(connection, command="tins show", target=f"tin:{parsed}", revealed=page)
     emit(page, fmt, reveal=reveal)
 
 

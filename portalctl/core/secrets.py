@@ -104,9 +104,7 @@ def code_hmac(key: bytes, *, tin: str, code: str) -> str:
     return hmac.new(key, f"registration-code:{tin}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def account_code_hmac(
-    key: bytes, *, purpose: str, account_id: int, email: str, code: str
-) -> str:
+def account_code_hmac(key: bytes, *, purpose: str, account_id: int, email: str, code: str) -> str:
     """The only stored form of an email verification or password reset code: bound to its
     purpose, its account and the address it was sent to, so a code proves control of that
     address for that account and nothing else."""

@@ -166,12 +166,36 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     return record
 
 
-def record_reveal(connection: Connection, *, operator: str, command: str, target: str) -> None:
-    """``--reveal`` shows full TINs: that itself is audited."""
+def record_reveal(
+    connection: Connection, *, operator: str, command: str, target: str, revealed: Any
+) -> None:
+    """``--reveal`` shows full TINs: that itself is audited, naming the accounts and the TINs
+    (masked in the record) of what was shown."""
+    usernames: dict[str, None] = {}
+    tins: dict[Tin, None] = {}
+    _collect_revealed(revealed, usernames, tins)
     record_audit(
         connection,
         operator=operator,
         action="tin.reveal",
         target=target,
-        details={"command": command},
+        details={"command": command, "accounts": list(usernames), "tins": list(tins)},
     )
+
+
+def _collect_revealed(value: Any, usernames: dict[str, None], tins: dict[Tin, None]) -> None:
+    if isinstance(value, Tin):
+        tins.setdefault(value, None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key == "username" and isinstance(item, str):
+                usernames.setdefault(item, None)
+            else:
+                _collect_revealed(item, usernames, tins)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_revealed(item, usernames, tins)
+    elif hasattr(value, "__dataclass_fields__"):
+        _collect_revealed(
+            {name: getattr(value, name) for name in value.__dataclass_fields__}, usernames, tins
+        )
