@@ -3,6 +3,7 @@ codes read out of the emails a real SMTP server received, settings for domain-le
 
 from __future__ import annotations
 
+import json
 import re
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -59,6 +60,15 @@ def settings_for(backend, **values: str) -> Settings:
             **values,
         }
     )
+
+
+def audit_details(backend, action: str) -> list[dict]:
+    """The details of the audit records of ``action``, oldest first (JSON text on SQLite)."""
+    rows = backend.rows("SELECT details FROM audit_log WHERE action = :a ORDER BY id", a=action)
+    return [
+        json.loads(row["details"]) if isinstance(row["details"], str) else row["details"]
+        for row in rows
+    ]
 
 
 def every_stored_text(backend) -> str:

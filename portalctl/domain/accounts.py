@@ -179,7 +179,11 @@ def record_reveal(
         operator=operator,
         action="tin.reveal",
         target=target,
-        details={"command": command, "accounts": list(usernames), "tins": list(tins)},
+        details={
+            "command": command,
+            "accounts": sorted(usernames),
+            "tins": sorted(tins, key=Tin.reveal),
+        },
     )
 
 
