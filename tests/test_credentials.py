@@ -298,6 +298,12 @@ def test_a_wrong_reset_code_is_counted_and_a_missing_one_is_exit_3(john, cli, ba
         "portalctl: reset code refused: wrong (1 of 5 wrong entries)\n",
     )
     assert backend.scalar("SELECT attempts FROM account_codes") == 1
+    # A password the rules refuse is invalid input, refused before the code is even checked.
+    refused = cli(
+        "accounts", "set-password", USER, "--reset-code", wrong, "--password-stdin", input="short\n"
+    )
+    assert refused.exit_code == 5
+    assert backend.scalar("SELECT attempts FROM account_codes") == 1
 
 
 def test_set_password_needs_exactly_one_of_a_reset_code_and_a_reason(john, cli):
@@ -463,6 +469,41 @@ def test_send_username_emails_the_active_usernames_of_an_address(cli, backend):
         3,
         "portalctl: no active account is registered to 'nobody@example.org'\n",
     )
+
+
+def test_register_refuses_a_bad_password_before_counting_a_wrong_code(cli, backend):
+    cli(
+        "codes",
+        "issue",
+        "--tin",
+        "061137531",
+        "--admin-name",
+        "M",
+        "--admin-email",
+        "m@example.org",
+        "--no-email",
+    )
+    result = cli(
+        "accounts",
+        "register",
+        "--tin",
+        "061137531",
+        "--code",
+        "00000000",
+        "-u",
+        "mgarcia",
+        "-e",
+        "m@example.org",
+        "-n",
+        "M",
+        "--password-stdin",
+        input="short\n",
+    )
+    assert (result.exit_code, result.stderr) == (
+        5,
+        "portalctl: the password must be at least 12 characters long\n",
+    )
+    assert backend.scalar("SELECT failed_code_attempts FROM organisations") == 0
 
 
 def test_register_takes_a_security_question_with_its_answer_from_stdin(cli, backend):

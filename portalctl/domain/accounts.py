@@ -154,8 +154,10 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     )
     record.update(
         {
+            "email_verified_at": row["email_verified_at"],
             "security_question": row["security_question"],
             "has_password": row["password_hash"] is not None,
+            "has_pin": row["pin_hash"] is not None,
             "failed_verifications": row["failed_verifications"],
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],
