@@ -56,3 +56,27 @@ def test_0005_keeps_every_email_and_admits_the_new_kinds(empty_db_url, monkeypat
     indexes = {index["name"] for index in sa.inspect(engine).get_indexes("outbox")}
     assert {"outbox_message_id_key", "outbox_due_idx"} <= indexes
     engine.dispose()
+
+
+def test_a_migration_failing_half_way_leaves_nothing_behind(empty_db_url, monkeypatch):
+    """0005 rebuilds the outbox on SQLite: interrupted half-way, it must not leave the outbox
+    dropped and its rows in a table of another name."""
+    engine = create_engine(empty_db_url)
+    every = migration_files.available_migrations
+    broken = migration_files.Migration(
+        "0999",
+        "broken",
+        "0999_broken.sql",
+        "CREATE TABLE half_done (x INTEGER);\nDROP TABLE outbox;\nCREATE TABLE broken (;\n",
+    )
+    monkeypatch.setattr(
+        migration_files, "available_migrations", lambda dialect: [*every(dialect), broken]
+    )
+    with pytest.raises(Exception, match="syntax error"):  # the driver's own error
+        apply_pending(engine, now=NOW)
+    tables = set(sa.inspect(engine).get_table_names())
+    assert "outbox" in tables and "half_done" not in tables
+    with engine.connect() as connection:
+        versions = connection.execute(sa.text("SELECT version FROM schema_migrations")).scalars()
+        assert "0999" not in list(versions)
+    engine.dispose()
