@@ -92,6 +92,7 @@ def _run_script(connection: Connection, script: str) -> None:
         import sqlite3
 
         driver = connection.connection.driver_connection
+        assert driver is not None
         statement = ""
         for piece in script.split(";"):
             statement += piece + ";"
