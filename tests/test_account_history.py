@@ -74,6 +74,8 @@ def test_a_merged_accounts_history_shows_its_own_merge(merged, cli):
     ]
     primary = cli("audit", "--account", "johnsmith", "-f", "json").json()
     assert [r["action"] for r in primary] == ["account.consolidate", "account.create"]
+    shown = cli("accounts", "show", "jsmith_old", "-f", "json").json()
+    assert [r["action"] for r in shown["recent_audit"]] == ["account.consolidate", "account.create"]
 
 
 def test_a_chain_of_merges_keeps_each_accounts_own_merge(cli):

@@ -52,7 +52,7 @@ class AuditFilter:
     limit: int = 100
 
 
-def _concerning_account(connection: Connection, username: str) -> sa.ColumnElement[bool]:
+def concerning_account(connection: Connection, username: str) -> sa.ColumnElement[bool]:
     """The records of an account: those filed under it, and its own merge, which is filed
     under the primary it was merged into (``account.consolidate``, target ``account:S``). Both
     are found through the index on ``lower(account)``."""
@@ -91,7 +91,7 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
     if f.action:
         query = query.where(audit_log.c.action == f.action)
     if f.account:
-        query = query.where(_concerning_account(connection, f.account))
+        query = query.where(concerning_account(connection, f.account))
     if f.tin:
         query = query.where(audit_log.c.tin == f.tin.reveal())
     rows = connection.execute(query.limit(f.limit)).mappings().all()

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
-from portalctl.core.errors import Refused, UsageError
+from portalctl.core.errors import InvalidInput, Refused, UsageError
 from portalctl.core.fields import clean_reason, clean_text
 from portalctl.core.schema import accounts
 from portalctl.core.secrets import hash_secret, normalise_answer
@@ -94,7 +94,7 @@ def set_security(
         cleaned = clean_text(question, "security question")
         normalised = normalise_answer(answer or "")
         if not normalised:
-            raise UsageError("the security answer must not be empty")
+            raise InvalidInput("the security answer must not be empty")
         values.update(security_question=cleaned, security_answer_hash=hash_secret(normalised))
         details["security_question"] = cleaned
     if pin is not None:
