@@ -168,8 +168,7 @@ def test_a_big_file_checks_link_foreign_keys_once_and_restores_them(backend, tmp
     # account_tins: two keys, its primary key and TIN index; audit_log: its key and 4 indexes
     assert backend.name == "sqlite" or len(before) == 9
     path = write(tmp_path, HEADER + good_rows(30))
-    with backend.begin() as connection:
-        result = import_accounts_csv(connection, path, operator="ops", bulk_links=1)
+    result = import_accounts_csv(backend.engine, path, operator="ops", bulk_links=1)
     assert (result["accounts_created"], result["links_created"]) == (30, 30)
     assert _foreign_keys(backend) == before
     pairs = backend.rows(

@@ -1,5 +1,6 @@
 """The audit log: one record per change naming the operator, filters that combine, masked TINs."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -71,7 +72,7 @@ def test_tin_filter_and_masking(backend):
 
 
 def test_audit_command_masks_and_reveal_is_itself_audited(backend, cli):
-    cli(
+    created = cli(
         "accounts",
         "create",
         "-u",
@@ -83,10 +84,47 @@ def test_audit_command_masks_and_reveal_is_itself_audited(backend, cli):
         "--tin",
         "836576879",
     )
-    masked = cli("audit", "--tin", "836576879")
-    assert masked.exit_code == 0
-    revealed = cli("audit", "--action", "account.create", "--reveal", "-f", "json").json()
-    assert revealed[0]["tin"] is None  # creation records the account, its TINs are in details
-    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'tin.reveal'") == 1
+    assert created.exit_code == 0, created.stderr
+    linked = cli("tins", "link", "-u", "bob", "--tin", "836576879", "--reason", "x")
+    assert linked.exit_code == 4  # already held: a refusal writes nothing
+    cli("tins", "unlink", "-u", "bob", "--tin", "836576879", "--reason", "left")
+    for fmt in ("table", "json", "csv"):
+        masked = cli("audit", "--tin", "836576879", "-f", fmt)
+        assert masked.exit_code == 0, masked.stderr
+        assert "*****6879" in masked.stdout and "836576879" not in masked.stdout
+    assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'tin.reveal'") == 0
+    revealed = cli("audit", "--tin", "836576879", "--reveal", "-f", "json").json()
+    assert [(r["action"], r["tin"]) for r in revealed] == [("tin.unlink", "836576879")]
+    reveal = backend.rows("SELECT operator, details FROM audit_log WHERE action = 'tin.reveal'")
+    assert [r["operator"] for r in reveal] == ["test-operator"]
+    assert "836576879" not in str(reveal[0]["details"])
     bad = cli("audit", "--tin", "12")
-    assert bad.exit_code == 5
+    assert bad.exit_code == 5 and bad.stderr.startswith("portalctl: invalid TIN")
+
+
+def test_a_reveal_record_names_what_was_revealed_masked(backend, cli):
+    for name, tin in (("ann", "836576879"), ("bob", "061137531")):
+        created = cli(
+            "accounts",
+            "create",
+            "-u",
+            name,
+            "-e",
+            f"{name}@example.org",
+            "-n",
+            name.title(),
+            "--tin",
+            tin,
+        )
+        assert created.exit_code == 0, created.stderr
+    found = cli("accounts", "find", "--email", "example.org", "--reveal", "-f", "json")
+    assert {t["tin"] for a in found.json() for t in a["tins"]} == {"836576879", "061137531"}
+    [record] = backend.rows(
+        "SELECT target, account, details FROM audit_log WHERE action = 'tin.reveal'"
+    )
+    details = record["details"]
+    details = json.loads(details) if isinstance(details, str) else details  # SQLite: JSON text
+    assert record["target"] == "accounts find" and record["account"] is None
+    assert details["accounts"] == ["ann", "bob"] and details["account_count"] == 2
+    assert sorted(details["tins"]) == ["*****6879", "*****7531"]
+    assert "836576879" not in str(record) and "061137531" not in str(record)

@@ -115,12 +115,48 @@ def test_installed_program_end_to_end(backend):
     assert [row["operator"] for row in operators] == ["e2e"]
 
 
-def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(backend):
-    env = {**os.environ, **backend.env, "PORTALCTL_CODE_DIGITS": "x"}
-    bad_url = {**env, "PORTALCTL_DATABASE_URL": "mysql://x@localhost/db"}
+def _corrupt_a_timestamp(backend) -> None:
+    """Data the code cannot read (a timestamp that is not one): a real fault, no mock. SQLite
+    stores whatever text it is given; PostgreSQL needs the column made text first."""
+    with backend.begin() as connection:
+        if backend.name == "postgresql":
+            connection.exec_driver_sql(
+                "ALTER TABLE accounts ALTER COLUMN created_at TYPE text USING 'not a time'"
+            )
+        else:
+            connection.exec_driver_sql("UPDATE accounts SET created_at = 'not a time'")
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_debug_shows_the_traceback(backend):
+    env = {**os.environ, **backend.env}
+    program = str(BIN / "portalctl")
+    created = subprocess.run(
+        [program, "accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    _corrupt_a_timestamp(backend)
+    plain = subprocess.run(
+        [program, "accounts", "show", "amy"], env=env, capture_output=True, text=True
+    )
+    assert plain.returncode == 1 and plain.stdout == ""
+    assert plain.stderr.count("\n") == 1 and plain.stderr.startswith("portalctl: unexpected error")
+    assert "(run with --debug for details)" in plain.stderr and "Traceback" not in plain.stderr
+    debug = subprocess.run(
+        [program, "--debug", "accounts", "show", "amy"], env=env, capture_output=True, text=True
+    )
+    assert debug.returncode == 1
+    assert debug.stderr.startswith("Traceback (most recent call last):")
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("portalctl: unexpected error")
+
+
+def test_an_unsupported_database_is_one_line_exit_5(backend):
+    env = {**os.environ, **backend.env, "PORTALCTL_DATABASE_URL": "mysql://x@localhost/db"}
     result = subprocess.run(
         [str(BIN / "portalctl"), "accounts", "find", "-n", "a"],
-        env=bad_url,
+        env=env,
         capture_output=True,
         text=True,
     )

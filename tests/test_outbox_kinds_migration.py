@@ -41,7 +41,7 @@ def test_0005_keeps_every_email_and_admits_the_new_kinds(empty_db_url, monkeypat
                 _insert(connection, "password_reset", "<3@x>")
         before = connection.execute(sa.text("SELECT * FROM outbox ORDER BY id")).all()
     monkeypatch.setattr(migration_files, "available_migrations", every)
-    assert [m.version for m in apply_pending(engine, now=NOW)] == ["0005"]
+    assert "0005" in [m.version for m in apply_pending(engine, now=NOW)]
     with engine.begin() as connection:
         assert connection.execute(sa.text("SELECT * FROM outbox ORDER BY id")).all() == before
         _insert(connection, "password_reset", "<4@x>")

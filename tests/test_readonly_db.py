@@ -33,6 +33,7 @@ def _engine_conninfo(url: str) -> dict:
         "postgresql+psycopg://u@h/db?options=-csearch_path%3Dt_1&sslmode=require",
         "postgresql+psycopg2://u:pw@h:5432/db",
         "postgresql+psycopg://u@/db?host=/var/run/postgresql",
+        "postgres://u:pw@h:5432/db",
     ],
 )
 def test_postgresql_urls_reach_what_the_engine_reaches(url):
@@ -41,7 +42,9 @@ def test_postgresql_urls_reach_what_the_engine_reaches(url):
     assert conninfo_to_dict(target.conninfo) == _engine_conninfo(url)
 
 
-@pytest.mark.parametrize("url", ["postgres://u@h/db", "mysql://u@h/db", "not a url"])
+@pytest.mark.parametrize(
+    "url", ["mysql://u@h/db", "not a url", "postgresql://u@h:port/db", "postgres://u@h:99999/db"]
+)
 def test_urls_the_engine_refuses_are_refused_alike(url):
     with pytest.raises(InvalidInput) as from_engine:
         parse_url(url)

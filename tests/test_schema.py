@@ -240,3 +240,17 @@ def test_reading_commands_do_not_queue_behind_a_sqlite_writer(backend, cli):
     finally:
         writer.rollback()
         writer.close()
+
+
+def test_field_limits_match_the_migrated_columns(backend):
+    """``core/fields.FIELDS`` is the one table of text limits every entry point checks before
+    SQL: each limit is its column's length in the migrated database."""
+    from portalctl.core.fields import FIELDS
+
+    inspector = sa.inspect(backend.engine)
+    lengths = {}
+    for field in FIELDS.values():
+        table, column = field.column.split(".")
+        found = {c["name"]: c["type"] for c in inspector.get_columns(table)}
+        lengths[field.label] = getattr(found[column], "length", None)
+    assert lengths == {label: field.max_length for label, field in FIELDS.items()}

@@ -91,15 +91,8 @@ def create(
             security_question=security_question,
             security_answer=security_answer,
         )
-        if reveal:
-            rt.audit_reveal(
-                connection,
-                command="accounts create",
-                target=f"account:{username}",
-                revealed=record,
-            )
     say(f"created account {record['username']}")
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="accounts create")
 
 
 @app.command("register")
@@ -187,8 +180,7 @@ def import_accounts(
     from portalctl.domain.account_import import import_accounts_csv
 
     rt = runtime(ctx)
-    with rt.transaction() as connection:
-        summary = import_accounts_csv(connection, file, operator=rt.operator_name)
+    summary = import_accounts_csv(rt.engine(), file, operator=rt.operator_name)
     emit(summary, fmt)
 
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,7 +59,7 @@ def find(
     from portalctl.domain.accounts import AccountQuery, find_accounts
 
     rt = runtime(ctx)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
         else:
@@ -73,10 +73,8 @@ def find(
                 limit=limit,
             )
             found = find_accounts(connection, query)
-        if reveal:
-            rt.audit_reveal(connection, command="accounts find", target="accounts", revealed=found)
     columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
-    emit(found, fmt, reveal=reveal, columns=columns)
+    rt.show(found, fmt, reveal=reveal, command="accounts find", columns=columns)
 
 
 @app.command("lookup")
@@ -108,18 +106,15 @@ def lookup(
     rt = runtime(ctx)
     if csv_file is None and (username is None or tin is None):
         raise UsageError("give --username and --tin, or --csv FILE")
+    result: list[dict[str, Any]] | dict[str, Any]
     with rt.read_only() as connection:
         if csv_file is not None:
             result = lookup_from_csv(connection, csv_file)
         else:
+            assert username is not None and tin is not None
             result = lookup_one(connection, username=username, tin=tin)
-    if reveal:
-        with rt.transaction() as connection:
-            rt.audit_reveal(
-                connection, command="accounts lookup", target="accounts", revealed=result
-            )
     columns = ["line", "query_username", "found"] + ACCOUNT_COLUMNS if csv_file else None
-    emit(result, fmt, reveal=reveal, columns=columns)
+    rt.show(result, fmt, reveal=reveal, command="accounts lookup", columns=columns)
 
 
 @app.command("show")
@@ -137,16 +132,9 @@ def show(
     from portalctl.domain.accounts import show_account
 
     rt = runtime(ctx)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         record = show_account(connection, username)
-        if reveal:
-            rt.audit_reveal(
-                connection,
-                command="accounts show",
-                target=f"account:{username}",
-                revealed=record,
-            )
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="accounts show")
 
 
 @app.command("verify")

@@ -5,7 +5,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -24,7 +24,7 @@ class PortalGroup(TyperGroup):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._loaded_groups: dict[str, TyperGroup] = {}
+        self._loaded_groups: dict[str, Any] = {}
         self._summaries_only = False
 
     def list_commands(self, ctx) -> list[str]:
@@ -65,7 +65,7 @@ class PortalGroup(TyperGroup):
             self._report_unexpected(ctx, error)
         except KeyboardInterrupt:
             typer.echo("portalctl: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(int(ExitCode.INTERRUPTED))
         finally:
             if isinstance(ctx.obj, Runtime):
                 ctx.obj.close()
@@ -73,10 +73,13 @@ class PortalGroup(TyperGroup):
     @staticmethod
     def _report_unexpected(ctx, error: Exception) -> None:
         """A bug, or the database going away mid-command: one line, the traceback with --debug."""
+        from portalctl.core.redaction import redact
+
         code, message = _classify_unexpected(error)
         if _debug(ctx):
-            traceback.print_exc()
-        _report(ctx, message + ("" if _debug(ctx) else " (run with --debug for details)"), [])
+            typer.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+        hint = "" if _debug(ctx) else " (run with --debug for details)"
+        _report(ctx, redact(message) + hint, [])
         ctx.exit(int(code))
 
 
@@ -100,13 +103,19 @@ def _report(ctx, message: str, details: list[str]) -> None:
 
 
 def _classify_unexpected(error: Exception) -> tuple[ExitCode, str]:
+    """A database error is named by the driver's first line only: SQLAlchemy's own text
+    carries the statement, and the driver's later lines (PostgreSQL's DETAIL) the values."""
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    if sqlalchemy_exc and isinstance(
-        error, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)
-    ):
-        first = str(getattr(error, "orig", error)).strip().splitlines()
-        return ExitCode.DATABASE, "database error: " + (first[0] if first else type(error).__name__)
-    return ExitCode.BUG, f"unexpected error: {type(error).__name__}: {error}"
+    if sqlalchemy_exc and isinstance(error, sqlalchemy_exc.DBAPIError):
+        from portalctl.core.database import database_failure
+
+        failure = database_failure(error)
+        if failure is not None:
+            return failure.exit_code, failure.message
+        first = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+        return ExitCode.BUG, f"unexpected database error: {type(error.orig).__name__}: {first}"
+    first = (str(error).strip().splitlines() or [""])[0]
+    return ExitCode.BUG, f"unexpected error: {type(error).__name__}: {first}"
 
 
 app = typer.Typer(

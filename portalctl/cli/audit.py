@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, RevealOption, emit, runtime
+from portalctl.cli.runtime import FormatOption, OutputFormat, RevealOption, runtime
 
 
 def audit(
@@ -54,13 +54,7 @@ def audit(
         tin=Tin.parse(tin) if tin is not None else None,
         limit=limit,
     )
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         records = list_audit(connection, audit_filter)
-        if reveal:
-            rt.audit_reveal(connection, command="audit", target="audit_log", revealed=records)
-    emit(
-        records,
-        fmt,
-        reveal=reveal,
-        columns=["id", "at", "operator", "action", "target", "tin", "details"],
-    )
+    columns = ["id", "at", "operator", "action", "target", "tin", "details"]
+    rt.show(records, fmt, reveal=reveal, command="audit", columns=columns)

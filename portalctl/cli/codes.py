@@ -58,6 +58,9 @@ def issue(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --csv: validate only.")] = False,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="With --csv: rows per transaction.")
+    ] = 10_000,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -75,15 +78,15 @@ def issue(
 
     rt = runtime(ctx)
     if csv_file is not None:
-        with rt.transaction() as connection:
-            summary = issue_codes_from_csv(
-                connection,
-                csv_file,
-                operator=rt.operator_name,
-                settings=rt.settings,
-                dry_run=dry_run,
-                send_email=not no_email,
-            )
+        summary = issue_codes_from_csv(
+            rt.engine(),
+            csv_file,
+            operator=rt.operator_name,
+            settings=rt.settings,
+            dry_run=dry_run,
+            send_email=not no_email,
+            chunk_size=chunk_size,
+        )
         emit(summary, fmt)
         return
     if tin is None or admin_name is None or admin_email is None:
@@ -102,14 +105,7 @@ def issue(
             send_email=not no_email,
             settings=rt.settings,
         )
-        if reveal:
-            rt.audit_reveal(
-                connection,
-                command="codes issue",
-                target=f"code:{record['id']}",
-                revealed=record,
-            )
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="codes issue")
 
 
 @app.command("list")
@@ -134,15 +130,11 @@ def list_codes(
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin) if tin is not None else None
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         found = list_registration_codes(
             connection, tin=parsed, status=status, email=email, limit=limit
         )
-        if reveal:
-            rt.audit_reveal(
-                connection, command="codes list", target="registration_codes", revealed=found
-            )
-    emit(found, fmt, reveal=reveal, columns=CODE_COLUMNS)
+    rt.show(found, fmt, reveal=reveal, command="codes list", columns=CODE_COLUMNS)
 
 
 @app.command("show")
@@ -160,13 +152,9 @@ def show(
     from portalctl.domain.code_records import show_registration_code
 
     rt = runtime(ctx)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         record = show_registration_code(connection, code_id=code_id)
-        if reveal:
-            rt.audit_reveal(
-                connection, command="codes show", target=f"code:{code_id}", revealed=record
-            )
-    emit(record, fmt, reveal=reveal)
+    rt.show(record, fmt, reveal=reveal, command="codes show")
 
 
 @app.command("verify")

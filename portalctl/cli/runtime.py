@@ -137,20 +137,22 @@ class Runtime:
         with readonly_connection(self.settings.database_url) as connection:
             yield connection
 
-    def audit_reveal(
-        self, connection: Connection, *, command: str, target: str, revealed: Any
+    def show(
+        self,
+        data: Any,
+        fmt: OutputFormat,
+        *,
+        reveal: bool = False,
+        command: str = "",
+        columns: list[str] | None = None,
     ) -> None:
-        """Audit a ``--reveal``: ``revealed`` is what the command shows (its accounts and TINs
-        are named in the record)."""
-        from portalctl.domain.accounts import record_reveal
+        """Print records; with ``reveal``, full TINs, after an audit record naming them."""
+        if reveal:
+            from portalctl.domain.accounts import record_reveal
 
-        record_reveal(
-            connection,
-            operator=self.operator_name,
-            command=command,
-            target=target,
-            revealed=revealed,
-        )
+            with self.transaction() as connection:
+                record_reveal(connection, operator=self.operator_name, command=command, shown=data)
+        emit(data, fmt, reveal=reveal, columns=columns)
 
     def close(self) -> None:
         if self._engine is not None:

@@ -39,11 +39,9 @@ def show(
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin)
-    with rt.transaction(read_only=not reveal) as connection:
+    with rt.transaction(read_only=True) as connection:
         page = show_tin(connection, parsed)
-        if reveal:
-            rt.audit_reveal(connection, command="tins show", target=f"tin:{parsed}", revealed=page)
-    emit(page, fmt, reveal=reveal)
+    rt.show(page, fmt, reveal=reveal, command="tins show")
 
 
 @app.command("link")

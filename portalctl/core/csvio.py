@@ -15,6 +15,8 @@ from typing import IO, Any
 from portalctl.core.errors import InvalidInput
 
 MAX_REPORTED_ERRORS = 20
+# No stored text may hold NUL (PostgreSQL refuses it outright), so a row with one is invalid.
+NUL_PROBLEM = "a cell contains a NUL character"
 csv.field_size_limit(1024 * 1024)
 
 
@@ -148,7 +150,7 @@ def open_output_file(path: str | Path) -> OutputFile:
         raise InvalidInput(f"{path}: cannot be written ({error.strerror})") from None
 
 
-def open_input_file(path: str | Path, mode: str = "r", **options) -> IO:
+def open_input_file(path: str | Path, mode: str = "r", **options: Any) -> IO[Any]:
     """Open an input file; a missing, unreadable or directory path is invalid input (exit 5)."""
     try:
         return open(path, mode, **options)
@@ -203,10 +205,13 @@ def read_csv(
         if len(cells) != width:
             yield CsvRecord(line, {}, f"expected {width} fields, found {len(cells)}")
             continue
+        if any("\x00" in cell for cell in cells):
+            yield CsvRecord(line, {}, NUL_PROBLEM)
+            continue
         yield CsvRecord(line, {name: cell.strip() for name, cell in zip(header, cells)})
 
 
-def _not_utf8(stream: IO[str], source: str, reader) -> InvalidInput:
+def _not_utf8(stream: IO[str], source: str, reader: Any) -> InvalidInput:
     """Name the first undecodable line: the decoder reads ahead, so re-read the file's bytes."""
     line = reader.line_num + 1
     name = getattr(stream, "name", None)
@@ -223,7 +228,7 @@ def _not_utf8(stream: IO[str], source: str, reader) -> InvalidInput:
     return InvalidInput(f"{source}:{line}: not valid UTF-8 (save the file as UTF-8)")
 
 
-def _read_header(stream: IO[str], reader, source: str) -> list[str]:
+def _read_header(stream: IO[str], reader: Any, source: str) -> list[str]:
     try:
         for cells in reader:
             if cells and any(cell.strip() for cell in cells):

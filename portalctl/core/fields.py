@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portalctl.core.errors import InvalidInput, UsageError
+from portalctl.core.errors import InvalidInput, NotFound, UsageError
 from portalctl.core.text import collapse_spaces, has_controls, quoted
 
 
@@ -85,3 +85,15 @@ def clean_search_term(value: str, label: str) -> str:
             f"invalid {label} filter {quoted(text)}: at most {MAX_SEARCH_LENGTH} characters"
         )
     return text
+
+
+# The largest id any table's 64-bit key can hold: an id typed beyond it names nothing.
+MAX_ID = 2**63 - 1
+
+
+def refuse_impossible_id(value: int, what: str) -> int:
+    """``value`` if a record could have it, else not found (before any SQL, which could not
+    even bind it)."""
+    if not 1 <= value <= MAX_ID:
+        raise NotFound(f"no {what} {value}")
+    return value

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from portalctl.core.database import driver_connection
 from portalctl.core.errors import DatabaseUnavailable
 from portalctl.core.migration_files import (
     PLACEHOLDERS,
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 @dataclass(frozen=True)
 class MigrationState:
-    applied: list[dict]
+    applied: list[dict[str, Any]]
     pending: list[Migration]
     edited: list[str]
 
@@ -91,8 +93,7 @@ def _run_script(connection: Connection, script: str) -> None:
         # COMMIT it first, and a migration failing half-way would stay half-applied.
         import sqlite3
 
-        driver = connection.connection.driver_connection
-        assert driver is not None
+        driver = driver_connection(connection)
         statement = ""
         for piece in script.split(";"):
             statement += piece + ";"
@@ -102,7 +103,7 @@ def _run_script(connection: Connection, script: str) -> None:
                 statement = ""
     else:
         # No parameters, so psycopg sends the script as is ('%' needs no escaping).
-        with connection.connection.driver_connection.cursor() as cursor:
+        with driver_connection(connection).cursor() as cursor:
             cursor.execute(script)
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from portalctl.core.text import escape_controls
 from portalctl.core.tin import Tin
 
-FORMATS = ("table", "json", "csv")
 _FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -62,7 +61,7 @@ def render(
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def _columns_of(rows: list[dict]) -> list[str]:
+def _columns_of(rows: list[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for row in rows:
         for key in row:
@@ -90,7 +89,7 @@ def escape_formula(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_LEADS) else text
 
 
-def _csv(rows: list[dict], columns: Sequence[str]) -> str:
+def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -99,7 +98,7 @@ def _csv(rows: list[dict], columns: Sequence[str]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-def _table(rows: list[dict], columns: Sequence[str]) -> str:
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(no rows)"
     from tabulate import tabulate
@@ -108,27 +107,27 @@ def _table(rows: list[dict], columns: Sequence[str]) -> str:
     return tabulate(body, headers=list(columns), tablefmt="simple", disable_numparse=True)
 
 
-def _vertical_table(record: dict) -> str:
+def _vertical_table(record: dict[str, Any]) -> str:
+    """One record as ``key value`` lines; its lists of records (an account's recent audit, a
+    TIN's codes) as tables below it."""
     from tabulate import tabulate
 
-    body = []
-    for key, value in record.items():
-        if (
-            isinstance(value, list)
-            and value
-            and isinstance(value[0], dict)
-            and set(value[0]) != {"tin", "role"}
-        ):
-            body.append([key, f"({len(value)} rows below)"])
-        else:
-            body.append([key, escape_controls(cell_text(value))])
+    nested = {key: value for key, value in record.items() if _is_nested_listing(value)}
+    body = [
+        [key, f"({len(value)} rows below)" if key in nested else escape_controls(cell_text(value))]
+        for key, value in record.items()
+    ]
     text = tabulate(body, tablefmt="plain", disable_numparse=True)
-    for key, value in record.items():
-        if (
-            isinstance(value, list)
-            and value
-            and isinstance(value[0], dict)
-            and set(value[0]) != {"tin", "role"}
-        ):
-            text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
+    for key, value in nested.items():
+        text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
     return text
+
+
+def _is_nested_listing(value: Any) -> bool:
+    """A list of records other than an account's TIN links (which fit in one cell)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and isinstance(value[0], dict)
+        and set(value[0]) != {"tin", "role"}
+    )

@@ -4,17 +4,19 @@ proves this description matches a migrated database on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 
-class UTCDateTime(sa.types.TypeDecorator):
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both backends (SQLite stores naive UTC text)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -22,14 +24,14 @@ class UTCDateTime(sa.types.TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        assert isinstance(moment, datetime)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
 
 
 # JSONB on PostgreSQL, JSON text on SQLite (see sql/); the generic type binds to both.
@@ -101,6 +103,37 @@ registration_codes = sa.Table(
     sa.Column("revoked_at", UTCDateTime),
     sa.Column("revoke_reason", sa.String(500)),
     sa.Column("replaces_id", sa.BigInteger, sa.ForeignKey("registration_codes.id")),
+    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("code_batches.id")),
+    sa.Column("batch_line", sa.Integer),
+)
+
+code_batches = sa.Table(
+    "code_batches",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("file_name", sa.String(500), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("rows_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("issued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("already_issued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("operator", sa.String(100), nullable=False),
+    sa.Column("runner", sa.String(200)),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+)
+
+account_imports = sa.Table(
+    "account_imports",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("file_name", sa.String(500), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("rows_total", sa.Integer, nullable=False),
+    sa.Column("accounts_created", sa.Integer, nullable=False),
+    sa.Column("operator", sa.String(100), nullable=False),
+    sa.Column("imported_at", UTCDateTime, nullable=False),
 )
 
 outbox = sa.Table(
@@ -197,6 +230,8 @@ DATA_TABLES = (
     account_tins,
     registration_codes,
     account_codes,
+    code_batches,
+    account_imports,
     outbox,
     consolidation_batches,
     consolidations,

@@ -2,8 +2,7 @@
 a bulk run commits transaction after transaction.
 
 In WAL mode a commit that crosses ``wal_autocheckpoint`` copies the log into the database and
-syncs both, and the run waits for it: ~3 s of a 1,000,000-merge run here. SQLite's documentation
-suggests turning the automatic checkpoint off and checkpointing from another thread instead. A
+syncs both, and the run waits for it. SQLite's documentation suggests turning the automatic checkpoint off and checkpointing from another thread instead. A
 PASSIVE checkpoint never blocks the writer, but the log only starts again from its beginning
 when a write transaction begins with every frame already copied, which back-to-back chunks never
 allow; so once the log passes ``restart_frames`` the writer finishes the (by then small) copy
@@ -21,8 +20,10 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection
 
-# ~100 MB of 4 KB pages: larger logs make every page read search a longer WAL index (measured:
-# a 2 GB log made a 1,000,000-merge run slower, not faster).
+from portalctl.core.database import driver_connection
+
+# ~100 MB of 4 KB pages: a longer log makes every page read search a longer WAL index, which
+# costs more than the checkpoints it saves.
 RESTART_FRAMES = 25_000
 
 
@@ -36,7 +37,7 @@ def checkpoints_in_background(
     if connection.dialect.name != "sqlite" or connection.in_transaction():
         yield _nothing
         return
-    driver = connection.connection.driver_connection
+    driver = driver_connection(connection)
     path = driver.execute("PRAGMA database_list").fetchone()[2]
     if not path:
         yield _nothing

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
+from portalctl.core.database import unique_violation
 from portalctl.core.errors import InvalidInput, Refused, UsageError
 from portalctl.core.fields import clean_reason, clean_text
 from portalctl.core.schema import account_tins, accounts
@@ -57,23 +58,28 @@ def create_account(
     if password is not None:
         password = clean_new_password(password, username=username, email=email)
     refuse_taken_username(connection, username)
-    account_id = connection.execute(
-        accounts.insert()
-        .values(
-            username=username,
-            email=email,
-            full_name=full_name,
-            status="active",
-            password_hash=hash_secret(password) if password else None,
-            security_question=question,
-            security_answer_hash=(
-                hash_secret(normalise_answer(security_answer)) if security_answer else None
-            ),
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(accounts.c.id)
-    ).scalar_one()
+    try:
+        account_id = connection.execute(
+            accounts.insert()
+            .values(
+                username=username,
+                email=email,
+                full_name=full_name,
+                status="active",
+                password_hash=hash_secret(password) if password else None,
+                security_question=question,
+                security_answer_hash=(
+                    hash_secret(normalise_answer(security_answer)) if security_answer else None
+                ),
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(accounts.c.id)
+        ).scalar_one()
+    except sa.exc.IntegrityError as error:
+        if unique_violation(error) == "accounts_username_key":  # taken since it was checked
+            raise Refused(f"username {quoted(username)} is already taken") from None
+        raise
     for tin, role in links:
         ensure_organisation(connection, tin, now=now)
         connection.execute(

@@ -6,27 +6,30 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from portalctl.core.clock import utc_now
-from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_text, read_csv
-from portalctl.core.errors import InvalidInput, PortalError
+from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_hashed, read_csv
+from portalctl.core.database import retrying_conflicts, unique_violation
+from portalctl.core.errors import InvalidInput, PortalError, Refused
 from portalctl.core.fields import clean_text
-from portalctl.core.schema import JSONText, UTCDateTime
+from portalctl.core.schema import JSONText, UTCDateTime, account_imports
 from portalctl.core.secrets import hash_secret, normalise_answer
 from portalctl.core.staging import (
+    bulk_connection,
     bulk_load,
     create_staging_table,
-    drop_staging_table,
     load_rows,
+    reading_phase,
     tune_for_bulk_work,
 )
+from portalctl.core.text import quoted
 from portalctl.core.tin import mask_tin, parse_tin_digits
 from portalctl.domain.audit import record_audit
 from portalctl.domain.validation import (
@@ -43,7 +46,8 @@ OPTIONAL = ("tins", "status", "security_question", "security_answer", "password"
 
 _STAGE = "import_accounts"
 # From this many rows on (PostgreSQL), account_tins' foreign keys are checked once for the whole
-# file rather than row by row (6 s of 9.5 s for 400,000 links), and a table the file at least
+# file rather than row by row (one join instead of a probe and a row lock per link), and a table
+# the file at least
 # doubles (an initial load) gets its indexes rebuilt rather than grown, at the cost of locking
 # the tables involved exclusively until the import commits.
 BULK_LINKS = 100_000
@@ -69,40 +73,92 @@ _STAGE_COLUMNS = [
 
 
 def import_accounts_csv(
-    connection: Connection,
-    path: Path,
+    engine: Engine,
+    path: str | Path,
     *,
     operator: str,
     now: datetime | None = None,
     bulk_links: int = BULK_LINKS,
 ) -> dict[str, Any]:
-    """Import every row or none: per-row checks while staging, then file-wide checks in SQL."""
+    """Import every row or none. The file is read, checked row by row and staged, and checked
+    whole in SQL, in a transaction that takes no write lock on SQLite; then, under the lock,
+    usernames are checked again (another writer may have taken one meanwhile) and the rows go
+    in by a few set-based statements, retried if PostgreSQL picks them as a deadlock victim."""
     now = now or utc_now()
-    stream, source = open_csv_text(path)
+    with bulk_connection(engine) as connection:
+        with reading_phase(connection):
+            tune_for_bulk_work(connection)
+            source, sha256, staged = _stage_file(connection, path)
+
+        def apply() -> dict[str, int]:
+            errors = CsvErrors(source)
+            _check_taken_usernames(connection, errors)
+            errors.raise_if_any()
+            try:
+                counts = _apply(connection, operator=operator, now=now, bulk_links=bulk_links)
+            except sa.exc.IntegrityError as error:
+                if unique_violation(error) != "accounts_username_key":
+                    raise
+                raise InvalidInput(
+                    f"{source}: a username in the file was taken while it was being imported; "
+                    "nothing was written: run it again to see which"
+                ) from None
+            connection.execute(
+                account_imports.insert().values(
+                    file_name=clean_text(Path(source).name, "file name") or "-",
+                    file_sha256=sha256,
+                    rows_total=staged,
+                    accounts_created=counts["accounts_created"],
+                    operator=operator,
+                    imported_at=now,
+                )
+            )
+            record_audit(
+                connection,
+                operator=operator,
+                action="account.import_file",
+                target=f"file:{Path(source).name}",
+                now=now,
+                details={"file": source, "sha256": sha256, "rows": staged, **counts},
+            )
+            return counts
+
+        counts = retrying_conflicts(connection, apply, what="accounts import")
+    return {"file": source, **counts}
+
+
+def _stage_file(connection: Connection, path: str | Path) -> tuple[str, str, int]:
+    """Read and stage the whole file, every row checked; (its name, SHA-256, rows). A file
+    already imported is refused as such rather than by the usernames it has taken."""
+    stream, source, hashed = open_csv_hashed(path)
     errors = CsvErrors(source)
-    tune_for_bulk_work(connection)
-    create_staging_table(connection, _STAGE, _STAGE_COLUMNS)
+    create_staging_table(connection, _STAGE, _STAGE_COLUMNS, keep_after_commit=True)
     with stream, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as hashers:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        staged = load_rows(
-            connection,
-            _STAGE,
-            [c for c, _ in _STAGE_COLUMNS],
-            _staged_rows(records, errors, hashers),
-        )
-    _check_usernames(connection, errors)
+        rows = _staged_rows(records, errors, hashers)
+        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS], rows)
+    sha256 = hashed.hexdigest()
+    _refuse_imported_before(connection, source, sha256)
+    _check_repeated_usernames(connection, errors)
+    _check_taken_usernames(connection, errors)
     errors.raise_if_any()
-    counts = _apply(connection, operator=operator, now=now, bulk_links=bulk_links)
-    drop_staging_table(connection, _STAGE)
-    record_audit(
-        connection,
-        operator=operator,
-        action="account.import_file",
-        target=f"file:{Path(source).name}",
-        now=now,
-        details={"file": source, "rows_staged": staged, **counts},
-    )
-    return {"file": source, **counts}
+    if staged == 0:
+        raise InvalidInput(f"{source}: no rows")
+    return source, sha256, staged
+
+
+def _refuse_imported_before(connection: Connection, source: str, sha256: str) -> None:
+    earlier = connection.execute(
+        sa.select(account_imports)
+        .where(account_imports.c.file_sha256 == sha256)
+        .order_by(account_imports.c.id)
+        .limit(1)
+    ).first()
+    if earlier is not None:
+        raise Refused(
+            f"{source} was already imported ({earlier.imported_at:%Y-%m-%d %H:%M}Z by "
+            f"{earlier.operator}, {earlier.accounts_created} accounts): nothing was written"
+        )
 
 
 def _staged_rows(
@@ -203,8 +259,8 @@ def _rows_for(line: int, values: dict[str, str]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _check_usernames(connection: Connection, errors: CsvErrors) -> None:
-    """Usernames repeated in the file, or already taken in the database (case-insensitive)."""
+def _check_repeated_usernames(connection: Connection, errors: CsvErrors) -> None:
+    """Usernames repeated in the file (case-insensitive)."""
     repeated = connection.execute(
         sa.text(f"""
         SELECT s.line, s.username, first.line AS first_line
@@ -215,7 +271,11 @@ def _check_usernames(connection: Connection, errors: CsvErrors) -> None:
         WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")
     ).all()
     for line, username, first_line in repeated:
-        errors.add(line, f"username {username!r} repeats line {first_line}")
+        errors.add(line, f"username {quoted(username)} repeats line {first_line}")
+
+
+def _check_taken_usernames(connection: Connection, errors: CsvErrors) -> None:
+    """Usernames already taken in the database (case-insensitive, merged accounts' included)."""
     taken = connection.execute(
         sa.text(f"""
         SELECT s.line, s.username FROM {_STAGE} s
@@ -223,7 +283,7 @@ def _check_usernames(connection: Connection, errors: CsvErrors) -> None:
         WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")
     ).all()
     for line, username in taken:
-        errors.add(line, f"username {username!r} is already taken")
+        errors.add(line, f"username {quoted(username)} is already taken")
 
 
 def _apply(
@@ -245,8 +305,8 @@ def _apply(
             f"SUM(CASE WHEN kind = 'l' THEN 1 ELSE 0 END) FROM {_STAGE}"
         )
     ).one()
-    # (Rebuilding the accounts' indexes instead measured no faster: these inserts come in key
-    # order and mostly append.)
+    # Inserted in key order, the accounts' index entries mostly append: rebuilding those
+    # indexes as for the links would not pay.
     accounts_created = connection.execute(
         sa.text(f"""
         INSERT INTO accounts (username, email, full_name, status, password_hash,
@@ -291,7 +351,7 @@ def _apply(
 
 def _loading(
     connection: Connection, table: str, rows: int, *, bulk_rows: int, foreign_keys: bool = True
-):
+) -> AbstractContextManager[None]:
     """The block inserting ``rows`` into ``table``: from ``bulk_rows`` on (PostgreSQL), with
     its foreign keys checked once, and its indexes rebuilt when the rows at least double it."""
     if rows < bulk_rows or connection.dialect.name != "postgresql":

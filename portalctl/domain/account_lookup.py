@@ -86,8 +86,10 @@ def lookup_accounts(
     return [by_key.get(key) for key in wanted]
 
 
-def _links_of(connection: ReadOnlyConnection, account_ids: list[int]) -> dict[int, list[dict]]:
-    links: dict[int, list[dict]] = {account_id: [] for account_id in account_ids}
+def _links_of(
+    connection: ReadOnlyConnection, account_ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    links: dict[int, list[dict[str, Any]]] = {account_id: [] for account_id in account_ids}
     if account_ids:
         params = {f"a{index}": account_id for index, account_id in enumerate(account_ids)}
         statement = _LINKS.format(ids=", ".join(f":{name}" for name in params))

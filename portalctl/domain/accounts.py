@@ -168,40 +168,43 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     return record
 
 
-def record_reveal(
-    connection: Connection, *, operator: str, command: str, target: str, revealed: Any
-) -> None:
-    """``--reveal`` shows full TINs: that itself is audited, naming the accounts and the TINs
-    (masked in the record) of what was shown."""
+REVEAL_LISTED = 100  # names a reveal record lists; beyond that it counts them
+
+
+def record_reveal(connection: Connection, *, operator: str, command: str, shown: Any) -> None:
+    """``--reveal`` shows full TINs: that itself is audited, naming (masked) the TINs and the
+    accounts of what was shown."""
+    tins: dict[str, None] = {}
     usernames: dict[str, None] = {}
-    tins: dict[Tin, None] = {}
-    _collect_revealed(revealed, usernames, tins)
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Tin):
+            tins.setdefault(value.masked, None)
+        elif isinstance(value, dict):
+            if isinstance(value.get("username"), str):
+                usernames.setdefault(value["username"], None)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(shown)
+    only_account = next(iter(usernames)) if len(usernames) == 1 else None
+    target = f"account:{only_account}" if only_account else command
+    if not usernames and len(tins) == 1:
+        target = f"tin:{next(iter(tins))}"
     record_audit(
         connection,
         operator=operator,
         action="tin.reveal",
         target=target,
+        account=only_account,
         details={
             "command": command,
-            "accounts": sorted(usernames),
-            "tins": sorted(tins, key=Tin.reveal),
+            "tins": list(tins)[:REVEAL_LISTED],
+            "tin_count": len(tins),
+            "accounts": list(usernames)[:REVEAL_LISTED],
+            "account_count": len(usernames),
         },
     )
-
-
-def _collect_revealed(value: Any, usernames: dict[str, None], tins: dict[Tin, None]) -> None:
-    if isinstance(value, Tin):
-        tins.setdefault(value, None)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key == "username" and isinstance(item, str):
-                usernames.setdefault(item, None)
-            else:
-                _collect_revealed(item, usernames, tins)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _collect_revealed(item, usernames, tins)
-    elif hasattr(value, "__dataclass_fields__"):
-        _collect_revealed(
-            {name: getattr(value, name) for name in value.__dataclass_fields__}, usernames, tins
-        )

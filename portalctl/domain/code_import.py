@@ -1,35 +1,44 @@
-"""``codes issue --csv``: issue a code for every row of a credentialing file, all or nothing,
-set-based (SPEC section 5). Codes are generated and encrypted in Python (they must never reach
-the database in clear), then staged and inserted with a fixed number of statements."""
+"""``codes issue --csv``: a registration code for every row of a credentialing file (SPEC 5).
+
+The file is read, validated whole and staged first, without taking SQLite's write lock (a bad
+row: exit 5, nothing written). Its run is then claimed (one run of a file at a time) and applied
+in chunks of rows, each one transaction with a fixed set of statements. Every code records its
+run and line, so a file is issued once however often it runs: rows an earlier run of the same
+file issued are ``already_issued``, and a re-run after a crash issues exactly the rest. Codes
+are generated and encrypted in Python (never in clear in the database), HMACs staged.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
-from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
-from portalctl.core.errors import InvalidInput, PortalError, Refused
+from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_hashed, read_csv
+from portalctl.core.database import retrying_conflicts
+from portalctl.core.errors import InvalidInput, PortalError
 from portalctl.core.fields import clean_text
-from portalctl.core.schema import JSONText, UTCDateTime
+from portalctl.core.schema import JSONText, UTCDateTime, code_batches
 from portalctl.core.secrets import code_hmac, encrypt_secret, generate_code
-from portalctl.core.staging import create_staging_table, drop_staging_table, load_rows
+from portalctl.core.staging import bulk_connection, create_staging_table, load_rows, reading_phase
 from portalctl.core.tin import Tin
 from portalctl.domain.audit import record_audit
-from portalctl.domain.emails import credentialing_body, credentialing_subject
+from portalctl.domain.code_issue_sql import chunk_statements
+from portalctl.domain.file_claims import claim_file, finish_run, release_file
 from portalctl.domain.outbox import new_message_id
 from portalctl.domain.validation import clean_email, clean_name
 
 REQUIRED = ("tin", "admin_name", "admin_email")
 OPTIONAL = ("provider_name", "org_name")
-_STAGE = "issue_codes"
-_NAME_MARK, _PROVIDER_MARK = "\ue000", "\ue001"  # private-use characters
+STAGE = "issue_codes"
+DEFAULT_CHUNK_SIZE = 10_000
 _STAGE_COLUMNS = [
     ("line", "INTEGER"),
     ("tin", "CHAR(9)"),
@@ -40,187 +49,288 @@ _STAGE_COLUMNS = [
     ("code_hmac", "CHAR(64)"),
     ("secret_ciphertext", "TEXT"),
     ("message_id", "VARCHAR(250)"),
+    ("done", "INTEGER"),
 ]
 
 
 def issue_codes_from_csv(
-    connection: Connection,
-    path: Path,
+    engine: Engine,
+    path: str | Path,
     *,
     operator: str,
     settings: Settings,
     dry_run: bool = False,
     send_email: bool = True,
-    now: datetime | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    now_fn: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
-    """Validate the whole file, then issue every code and queue every email, or none.
+    """Issue every row's code and queue its email; counts only (the plain codes travel in the
+    emails, never in output or logs)."""
+    with bulk_connection(engine) as connection:
+        with reading_phase(connection):
+            source, sha256, rows = _stage_file(
+                connection, path, settings=settings, generate=not dry_run, send_email=send_email
+            )
+        if dry_run:
+            return {"file": source, "dry_run": True, "would_issue": rows}
+        batch_id = claim_file(
+            connection,
+            code_batches,
+            file_name=Path(source).name,
+            sha256=sha256,
+            operator=operator,
+            what="code.batch",
+        )
+        try:
+            return _issue_claimed(
+                connection,
+                batch_id,
+                source=source,
+                sha256=sha256,
+                operator=operator,
+                settings=settings,
+                send_email=send_email,
+                chunk_size=chunk_size,
+                now_fn=now_fn,
+            )
+        finally:
+            release_file(connection, code_batches, sha256)
 
-    Returns counts only: the plain codes travel in the emails, never in output or logs.
-    """
-    now = now or utc_now()
-    key = settings.secret_key
-    digits, ttl = settings.code_digits, settings.code_ttl_days
-    stream, source = open_csv_text(path)
+
+def _stage_file(
+    connection: Connection,
+    path: str | Path,
+    *,
+    settings: Settings,
+    generate: bool,
+    send_email: bool,
+) -> tuple[str, str, int]:
+    """Read, validate and stage the whole file; (its name, SHA-256, rows)."""
+    stream, source, hashed = open_csv_hashed(path)
     errors = CsvErrors(source)
-    create_staging_table(connection, _STAGE, _STAGE_COLUMNS)
-    seen: set[str] = set()
-
-    def staged_rows(records) -> Iterator[tuple]:
-        for record in records:
-            try:
-                if record.problem:
-                    raise InvalidInput(record.problem)
-                values = record.values
-                tin = Tin.parse(values["tin"]).reveal()
-                name = clean_name(values["admin_name"], "admin name")
-                email = clean_email(values["admin_email"], what="admin email")
-                provider = clean_text(values.get("provider_name"), "provider name", required=False)
-                org_name = clean_text(values.get("org_name"), "organisation name", required=False)
-                if dry_run:
-                    yield (
-                        record.line,
-                        tin,
-                        name,
-                        email,
-                        provider,
-                        org_name,
-                        None,
-                        None,
-                        None,
-                    )
-                    continue
-                while True:
-                    code = generate_code(digits)
-                    digest = code_hmac(key, tin=tin, code=code)
-                    if digest not in seen:
-                        seen.add(digest)
-                        break
-                yield (
-                    record.line,
-                    tin,
-                    name,
-                    email,
-                    provider,
-                    org_name,
-                    digest,
-                    encrypt_secret(key, code) if send_email else None,
-                    new_message_id() if send_email else None,
-                )
-            except PortalError as error:
-                errors.add(record.line, error.message)
-
+    create_staging_table(connection, STAGE, _STAGE_COLUMNS, keep_after_commit=True)
     with stream:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS], staged_rows(records))
+        rows = _staged_rows(
+            records, errors, settings=settings, generate=generate, send_email=send_email
+        )
+        staged = load_rows(connection, STAGE, [c for c, _ in _STAGE_COLUMNS], rows)
+    _check_contacts(connection, errors)
     errors.raise_if_any()
     if staged == 0:
         raise InvalidInput(f"{source}: no rows")
-    if dry_run:
-        drop_staging_table(connection, _STAGE)
-        return {"file": source, "dry_run": True, "would_issue": staged}
-    clash = connection.execute(
-        sa.text(
-            f"SELECT s.line FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac"
-        )
-    ).first()
-    if clash is not None:  # a one-in-10**digits coincidence with an existing code of the TIN
-        raise Refused(
-            f"{source}:{clash.line}: a generated code clashed with an existing one; nothing was "
-            "written: run the file again"
-        )
-    counts = _apply(
-        connection,
-        operator=operator,
-        settings=settings,
-        now=now,
-        ttl_days=ttl,
-        send_email=send_email,
-    )
-    drop_staging_table(connection, _STAGE)
-    record_audit(
-        connection,
-        operator=operator,
-        action="code.issue_file",
-        target=f"file:{Path(source).name}",
-        now=now,
-        details={"file": source, **counts},
-    )
-    return {"file": source, "dry_run": False, **counts}
+    return source, hashed.hexdigest(), staged
 
 
-def _apply(
-    connection: Connection,
+def _staged_rows(
+    records: Iterable[CsvRecord],
+    errors: CsvErrors,
     *,
+    settings: Settings,
+    generate: bool,
+    send_email: bool,
+) -> Iterator[tuple[Any, ...]]:
+    key, digits = settings.secret_key, settings.code_digits
+    for record in records:
+        try:
+            if record.problem:
+                raise InvalidInput(record.problem)
+            values = record.values
+            tin = Tin.parse(values["tin"]).reveal()
+            name = clean_name(values["admin_name"], "admin name")
+            email = clean_email(values["admin_email"], what="admin email")
+            provider = clean_text(values.get("provider_name"), "provider name", required=False)
+            org_name = clean_text(values.get("org_name"), "organisation name", required=False)
+        except PortalError as error:
+            errors.add(record.line, error.message)
+            continue
+        digest = ciphertext = message_id = None
+        if generate:
+            code = generate_code(digits)
+            digest = code_hmac(key, tin=tin, code=code)
+            if send_email:
+                ciphertext, message_id = encrypt_secret(key, code), new_message_id()
+        yield (record.line, tin, name, email, provider, org_name, digest, ciphertext, message_id, 0)
+
+
+def _check_contacts(connection: Connection, errors: CsvErrors) -> None:
+    """A contact holds at most one active code per TIN: a file naming one twice is invalid."""
+    repeated = connection.execute(
+        sa.text(f"""
+        SELECT s.line, f.line FROM {STAGE} s
+        JOIN (SELECT tin, lower(admin_email) AS email, MIN(line) AS line FROM {STAGE}
+              GROUP BY tin, lower(admin_email) HAVING COUNT(*) > 1) f
+          ON f.tin = s.tin AND f.email = lower(s.admin_email) AND s.line > f.line
+        ORDER BY s.line LIMIT 50""")
+    ).all()
+    for line, first in repeated:
+        errors.add(line, f"the same admin email and TIN as line {first} (one code per contact)")
+
+
+def _issue_claimed(
+    connection: Connection,
+    batch_id: int,
+    *,
+    source: str,
+    sha256: str,
     operator: str,
     settings: Settings,
-    now: datetime,
-    ttl_days: int,
     send_email: bool,
-) -> dict[str, int]:
-    # The body is the credentialing text with the names spliced in by SQL, so the staged rows
-    # stay small; the same function renders it for a single issue.
-    template = credentialing_body(settings, admin_name=_NAME_MARK, provider_name=_PROVIDER_MARK)
-    head, rest = template.split(_NAME_MARK)
-    middle, tail = rest.split(_PROVIDER_MARK)
-    default_provider = credentialing_body(
-        settings, admin_name=_NAME_MARK, provider_name=None
-    ).split(_NAME_MARK)[1][len(middle) : -len(tail)]
+    chunk_size: int,
+    now_fn: Callable[[], datetime],
+) -> dict[str, Any]:
+    with connection.begin():
+        already = _mark_issued_lines(connection, sha256)
+        _regenerate_clashing_codes(connection, settings=settings, send_email=send_email)
+        connection.execute(
+            code_batches.update()
+            .where(code_batches.c.id == batch_id)
+            .values(
+                rows_total=sa.select(sa.func.count())
+                .select_from(sa.table(STAGE))
+                .scalar_subquery(),
+                already_issued=already,
+            )
+        )
+    counts = {"codes_issued": 0, "emails_queued": 0, "organisations_created": 0}
+    statements, texts = chunk_statements(STAGE, settings=settings, send_email=send_email)
+    start = 0
+    try:
+        while True:
+            next_chunk = partial(
+                _issue_chunk,
+                connection,
+                statements,
+                texts,
+                start=start,
+                size=chunk_size,
+                batch_id=batch_id,
+                operator=operator,
+                ttl_days=settings.code_ttl_days,
+                now_fn=now_fn,
+            )
+            chunk = retrying_conflicts(connection, next_chunk, what="codes issue --csv")
+            if chunk is None:
+                break
+            start, issued = chunk
+            for name, value in issued.items():
+                counts[name] += value
+        with connection.begin():
+            finish_run(connection, code_batches, batch_id, state="completed")
+            record_audit(
+                connection,
+                operator=operator,
+                action="code.issue_file",
+                target=f"batch:{batch_id}",
+                details={"file": source, "already_issued": already, **counts},
+            )
+    except BaseException:
+        if not connection.closed and not connection.invalidated:
+            connection.rollback()
+            with connection.begin():
+                finish_run(connection, code_batches, batch_id, state="failed")
+        raise
+    return {
+        "file": source,
+        "dry_run": False,
+        "batch_id": batch_id,
+        "already_issued": already,
+        **counts,
+    }
+
+
+def _mark_issued_lines(connection: Connection, sha256: str) -> int:
+    """Lines an earlier run of this same file issued are not issued again."""
+    return connection.execute(
+        sa.text(f"""
+        UPDATE {STAGE} SET done = 1
+        WHERE EXISTS (SELECT 1 FROM registration_codes r
+                      JOIN code_batches b ON b.id = r.batch_id
+                      WHERE b.file_sha256 = :sha AND r.batch_line = {STAGE}.line)"""),
+        {"sha": sha256},
+    ).rowcount
+
+
+def _regenerate_clashing_codes(
+    connection: Connection, *, settings: Settings, send_email: bool
+) -> None:
+    """A generated code whose HMAC another code of its TIN already has (one chance in
+    10**digits per code of that TIN) is drawn again."""
+    key, digits = settings.secret_key, settings.code_digits
+    while clashes := connection.execute(
+        sa.text(f"""
+            SELECT s.line, s.tin FROM {STAGE} s
+            WHERE s.done = 0 AND (
+                EXISTS (SELECT 1 FROM registration_codes r WHERE r.code_hmac = s.code_hmac)
+                OR EXISTS (SELECT 1 FROM {STAGE} o WHERE o.code_hmac = s.code_hmac
+                           AND o.line < s.line))""")
+    ).all():
+        for line, tin in clashes:
+            code = generate_code(digits)
+            connection.execute(
+                sa.text(
+                    f"UPDATE {STAGE} SET code_hmac = :digest, secret_ciphertext = :secret "
+                    "WHERE line = :line"
+                ),
+                {
+                    "digest": code_hmac(key, tin=tin, code=code),
+                    "line": line,
+                    "secret": encrypt_secret(key, code) if send_email else None,
+                },
+            )
+
+
+def _issue_chunk(
+    connection: Connection,
+    statements: dict[str, str],
+    texts: dict[str, str],
+    *,
+    start: int,
+    size: int,
+    batch_id: int,
+    operator: str,
+    ttl_days: int,
+    now_fn: Callable[[], datetime],
+) -> tuple[int, dict[str, int]] | None:
+    """The next ``size`` lines still to issue, from line ``start`` on: (the line after them,
+    the counts); None when none is left."""
+    end = connection.execute(
+        sa.text(f"""
+        SELECT MAX(line) FROM (SELECT line FROM {STAGE} WHERE done = 0 AND line >= :start
+                               ORDER BY line LIMIT :size) c"""),
+        {"start": start, "size": size},
+    ).scalar()
+    if end is None:
+        return None
+    now = now_fn()
     params = {
+        **texts,
+        "lo": start,
+        "hi": end,
+        "batch": batch_id,
+        "operator": operator,
         "now": now,
         "expires": now + timedelta(days=ttl_days),
-        "operator": operator,
-        "subject": credentialing_subject(settings),
-        "head": head,
-        "middle": middle,
-        "tail": tail,
-        "default_provider": default_provider,
+        "details": {"source": "codes issue --csv", "batch_id": batch_id},
     }
-    typed = [sa.bindparam("now", type_=UTCDateTime)]
-    organisations_created = connection.execute(
-        sa.text(f"""
-        INSERT INTO organisations (tin, name, failed_code_attempts, created_at)
-        SELECT tin, MIN(org_name), 0, :now FROM {_STAGE} s
-        WHERE NOT EXISTS (SELECT 1 FROM organisations o WHERE o.tin = s.tin)
-        GROUP BY tin
-    """).bindparams(*typed),
-        params,
-    ).rowcount
-    codes_issued = connection.execute(
-        sa.text(f"""
-        INSERT INTO registration_codes (tin, code_hmac, status, admin_name, admin_email,
-                                        provider_name, issued_by, issued_at, expires_at)
-        SELECT tin, code_hmac, 'active', admin_name, admin_email, provider_name, :operator,
-               :now, :expires
-        FROM {_STAGE} ORDER BY line
-    """).bindparams(*typed, sa.bindparam("expires", type_=UTCDateTime)),
-        params,
-    ).rowcount
-    emails_queued = 0
-    if send_email:
-        emails_queued = connection.execute(
-            sa.text(f"""
-            INSERT INTO outbox (kind, message_id, recipient, recipient_name, subject, body,
-                                secret_ciphertext, status, attempts, next_attempt_at, code_id,
-                                tin, created_at)
-            SELECT 'credentialing', s.message_id, s.admin_email, s.admin_name, :subject,
-                   :head || s.admin_name || :middle
-                   || COALESCE(s.provider_name, :default_provider) || :tail,
-                   s.secret_ciphertext, 'queued', 0, :now, r.id, s.tin, :now
-            FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac
-            ORDER BY s.line
-        """).bindparams(*typed),
-            params,
+    typed: list[sa.BindParameter[Any]] = [
+        sa.bindparam("now", type_=UTCDateTime),
+        sa.bindparam("expires", type_=UTCDateTime),
+        sa.bindparam("details", type_=JSONText),
+    ]
+    done = {
+        name: connection.execute(
+            sa.text(sql).bindparams(*[p for p in typed if f":{p.key}" in sql]), params
         ).rowcount
+        for name, sql in statements.items()
+    }
     connection.execute(
-        sa.text(f"""
-        INSERT INTO audit_log (at, operator, action, target, tin, details)
-        SELECT :now, :operator, 'code.issue', 'code:' || r.id, r.tin, :details
-        FROM {_STAGE} s JOIN registration_codes r ON r.code_hmac = s.code_hmac
-    """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
-        {**params, "details": {"source": "codes issue --csv"}},
+        code_batches.update()
+        .where(code_batches.c.id == batch_id)
+        .values(issued=code_batches.c.issued + done["codes_issued"], heartbeat_at=now)
     )
-    return {
-        "codes_issued": codes_issued,
-        "emails_queued": emails_queued,
-        "organisations_created": organisations_created,
+    return end + 1, {
+        "codes_issued": done["codes_issued"],
+        "emails_queued": done.get("emails_queued", 0),
+        "organisations_created": done["organisations_created"],
     }

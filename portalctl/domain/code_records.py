@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Row
 
 from portalctl.core.clock import utc_now
 from portalctl.core.errors import InvalidInput, NotFound
+from portalctl.core.fields import refuse_impossible_id
 from portalctl.core.schema import accounts, registration_codes
 from portalctl.core.text import quoted
 from portalctl.core.tin import Tin
@@ -53,6 +54,7 @@ def _with_user() -> sa.Select[Any]:
 def show_registration_code(
     connection: Connection, *, code_id: int, now: datetime | None = None
 ) -> dict[str, Any]:
+    refuse_impossible_id(code_id, "registration code")
     row = connection.execute(_with_user().where(_C.id == code_id)).first()
     if row is None:
         raise NotFound(f"no registration code {code_id}")

@@ -198,7 +198,8 @@ def _generate(connection: Connection, *, generated: int, seed: int, now: datetim
             for tin in tins
         ],
     )
-    rows, used = [], set()
+    rows: list[dict[str, Any]] = []
+    used: set[str] = set()
     while len(rows) < generated:
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         username = f"{first[0]}{last}{rng.randrange(1, 1000)}".lower()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
@@ -69,17 +69,8 @@ def link_tin(
     check = check_registration_code(
         connection, operator=operator, tin=tin, code=code, settings=settings, now=now
     )
-    assert check.code_id is not None
-    consume_registration_code(connection, code_id=check.code_id, account_id=account["id"], now=now)
-    return add_link(
-        connection,
-        operator=operator,
-        account=account,
-        tin=tin,
-        role="security_admin",
-        now=now,
-        via="registration_code",
-        code_id=check.code_id,
+    return _use_code_to_link(
+        connection, operator=operator, account=account, tin=tin, code_id=check.code_id, now=now
     )
 
 
@@ -161,9 +152,26 @@ def register_account(
         now=now,
     )
     account = get_account_row(connection, username)
-    assert check.code_id is not None
-    consume_registration_code(connection, code_id=check.code_id, account_id=account["id"], now=now)
-    add_link(
+    _use_code_to_link(
+        connection, operator=operator, account=account, tin=tin, code_id=check.code_id, now=now
+    )
+    return account_record(connection, username)
+
+
+def _use_code_to_link(
+    connection: Connection,
+    *,
+    operator: str,
+    account: RowMapping,
+    tin: Tin,
+    code_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A checked code is used up (exactly once) and makes the account the TIN's
+    security_admin."""
+    assert code_id is not None
+    consume_registration_code(connection, code_id=code_id, account_id=account["id"], now=now)
+    return add_link(
         connection,
         operator=operator,
         account=account,
@@ -171,9 +179,8 @@ def register_account(
         role="security_admin",
         now=now,
         via="registration_code",
-        code_id=check.code_id,
+        code_id=code_id,
     )
-    return account_record(connection, username)
 
 
 def _queue_blocked_email(

@@ -10,7 +10,6 @@ The steps that the two backends do differently are their ``ChunkStrategy``'s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from portalctl.core.database import driver_connection, retrying_conflicts
 from portalctl.core.schema import UTCDateTime
 from portalctl.core.tin import masked_tin_sql
 from portalctl.domain.consolidation.chunk import IN_CHUNK, Chunk
@@ -26,8 +26,6 @@ from portalctl.domain.consolidation.plan import STAGE
 from portalctl.domain.consolidation.rules import RuleColumns, any_rule_holds, rule_assignments
 from portalctl.domain.consolidation.strategies import strategy_for
 
-RETRYABLE_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock detected
-MAX_ATTEMPTS = 6
 # The re-check reads both accounts as they are now, under the chunk's locks.
 LOCKED = RuleColumns(
     primary_id="p.id",
@@ -52,27 +50,22 @@ def apply_next_chunk(
     what is left) in their own transaction, retried when the database picks it as a deadlock
     or serialization victim (the transaction rolled back whole, the stage included). The last
     primary id it covered and its outcome counts; None when nothing is left."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            with connection.begin():
-                end = connection.execute(
-                    sa.text(f"""
-                    SELECT MAX(primary_id) FROM (
-                        SELECT s.primary_id FROM {STAGE} s
-                        WHERE s.outcome IS NULL AND s.primary_id >= :start
-                        ORDER BY s.primary_id LIMIT :size) c"""),
-                    {"start": start, "size": size},
-                ).scalar()
-                if end is None:
-                    return None
-                chunk = Chunk(connection, start, end, batch_id, operator, now_fn())
-                return end, apply_chunk(chunk, notify=notify)
-        except sa.exc.DBAPIError as error:
-            state = getattr(getattr(error, "orig", None), "sqlstate", None)
-            if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
-                raise
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+
+    def next_chunk() -> tuple[int, dict[str, int]] | None:
+        end = connection.execute(
+            sa.text(f"""
+            SELECT MAX(primary_id) FROM (
+                SELECT s.primary_id FROM {STAGE} s
+                WHERE s.outcome IS NULL AND s.primary_id >= :start
+                ORDER BY s.primary_id LIMIT :size) c"""),
+            {"start": start, "size": size},
+        ).scalar()
+        if end is None:
+            return None
+        chunk = Chunk(connection, start, end, batch_id, operator, now_fn())
+        return end, apply_chunk(chunk, notify=notify)
+
+    return retrying_conflicts(connection, next_chunk, what="consolidate run")
 
 
 def apply_chunk(chunk: Chunk, *, notify: bool = False) -> dict[str, int]:
@@ -160,14 +153,14 @@ def count_in_batch(chunk: Chunk, counts: dict[str, int]) -> None:
 def keys_checked_by_chunks(connection: Connection) -> Iterator[None]:
     """SQLite: the block's chunks write with foreign key enforcement off, on this connection.
     Enforced, every update of ``merged_into`` (a key into its own table) makes SQLite rewrite
-    all of the row's index entries and probe the unique username index again: a third of a
+    all of the row's index entries and probe the unique username index again: a large part of a
     large run. Each chunk checks, in its own transaction and under SQLite's single write lock,
     that every account it names exists, and its other keys are copied from rows that hold them;
     ``PRAGMA foreign_key_check`` stays clean (tested). Must be called outside a transaction."""
     if connection.dialect.name != "sqlite" or connection.in_transaction():
         yield
         return
-    driver = connection.connection.driver_connection
+    driver = driver_connection(connection)
     assert driver is not None
     driver.execute("PRAGMA foreign_keys = OFF")
     try:

@@ -9,10 +9,12 @@ import functools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy.engine import Connection
 
-from portalctl.core.csvio import CsvRecord, open_csv_hashed, read_csv
+from portalctl.core.csvio import NUL_PROBLEM, CsvRecord, open_csv_hashed, read_csv
+from portalctl.core.database import driver_connection
 from portalctl.core.errors import InvalidInput
 from portalctl.core.staging import load_rows
 from portalctl.core.tin import parse_tin_digits
@@ -78,7 +80,7 @@ def create_input(connection: Connection, on_commit: str) -> None:
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {RAW} ({columns}){on_commit}")
 
 
-def load_input(connection: Connection, rows: Iterable[tuple]) -> None:
+def load_input(connection: Connection, rows: Iterable[tuple[Any, ...]]) -> None:
     """Rows are ``_row``'s: a row to plan as its first six columns (the rest follow from them),
     a row with a problem in full."""
     if connection.dialect.name == "postgresql":
@@ -95,7 +97,7 @@ def load_input(connection: Connection, rows: Iterable[tuple]) -> None:
             ),
         )
         return
-    driver = connection.connection.driver_connection
+    driver = driver_connection(connection)
     per_insert = max(
         1,
         min(
@@ -103,7 +105,7 @@ def load_input(connection: Connection, rows: Iterable[tuple]) -> None:
             driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_LOADED),
         ),
     )
-    batches: dict[int, list[tuple]] = {_PLANNED: [], len(_LOADED): []}
+    batches: dict[int, list[tuple[Any, ...]]] = {_PLANNED: [], len(_LOADED): []}
     cursor = driver.cursor()
     try:
         for row in rows:
@@ -137,12 +139,14 @@ def _sqlite_insert(width: int, rows: int) -> str:
     )
 
 
-def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
+def _row(line: int, primary: str, secondary: str, tin: str) -> tuple[Any, ...]:
     """One staged row: the cells as given, their case-folded keys and the TIN (a row to plan),
     or all of the input table's columns for a row that breaks a check one row allows."""
     primary_key, secondary_key = primary.lower()[:254], secondary.lower()[:254]
     if not primary or not secondary:
         problem = ("invalid", "missing_username", _REQUIRED_DETAIL)
+    elif "\x00" in primary or "\x00" in secondary or "\x00" in tin:
+        return _problem_row(line, NUL_PROBLEM)
     elif primary_key == secondary_key and primary.lower() == secondary.lower():
         problem = ("refused", "self_merge", _SELF_DETAIL)
     elif tin:
@@ -167,11 +171,11 @@ def _row(line: int, primary: str, secondary: str, tin: str) -> tuple:
     )
 
 
-def _problem_row(line: int, problem: str) -> tuple:
+def _problem_row(line: int, problem: str) -> tuple[Any, ...]:
     return (line, "", "", "", "", None, 0, "", "invalid", "bad_row", problem)
 
 
-def _rows_of_records(records: Iterable[CsvRecord]) -> Iterator[tuple]:
+def _rows_of_records(records: Iterable[CsvRecord]) -> Iterator[tuple[Any, ...]]:
     for record in records:
         if record.problem:
             yield _problem_row(record.line, record.problem)
@@ -185,7 +189,7 @@ def _rows_of_records(records: Iterable[CsvRecord]) -> Iterator[tuple]:
         )
 
 
-def _rows_of_file(stream, source: str) -> Iterator[tuple]:
+def _rows_of_file(stream: IO[str], source: str) -> Iterator[tuple[Any, ...]]:
     """``read_csv``'s rules without a record object per row. Anything unusual before the data
     (a bad header, a malformed or undecodable line) is left to ``read_csv`` itself, reading the
     file again, so every message is exactly its own."""
@@ -223,6 +227,6 @@ def _rows_of_file(stream, source: str) -> Iterator[tuple]:
         raise
 
 
-def _reread(stream, source: str) -> Iterator[CsvRecord]:
+def _reread(stream: IO[str], source: str) -> Iterator[CsvRecord]:
     stream.seek(0)
     return read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -25,7 +26,6 @@ __all__ = [
 ]
 
 STAGE = "consolidation_stage"
-PROBLEMS = ("invalid", "refused")
 
 
 @dataclass
@@ -86,7 +86,7 @@ def plan_staged(connection: Connection, *, source: str) -> ConsolidationPlan:
 def read_plan(connection: Connection, *, source: str) -> ConsolidationPlan:
     """Counts by outcome (a merge still to apply counts as would_merge) and the first
     problems."""
-    counts = dict(
+    counts: dict[str, int] = dict(
         connection.exec_driver_sql(
             f"SELECT COALESCE(outcome, 'would_merge'), COUNT(*) FROM {STAGE} "
             f"GROUP BY COALESCE(outcome, 'would_merge')"
@@ -187,7 +187,7 @@ def _propagate_chain_problems(connection: Connection) -> None:
         pass
 
 
-def stage_report_rows(connection: Connection, *, applied: bool) -> Iterator[tuple]:
+def stage_report_rows(connection: Connection, *, applied: bool) -> Iterator[tuple[Any, ...]]:
     """(line, primary_username, secondary_username, outcome, detail) in line order, streamed."""
     pending = "merged" if applied else "would_merge"
     result = connection.exec_driver_sql(

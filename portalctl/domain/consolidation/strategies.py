@@ -11,10 +11,10 @@ from sqlalchemy.engine import Connection
 from portalctl.domain.consolidation.chunk import (
     CHUNK_SECONDARIES,
     IN_CHUNK,
-    STAGE,
     Chunk,
     record_merges_sql,
 )
+from portalctl.domain.consolidation.plan import STAGE
 
 
 class ChunkStrategy(Protocol):
@@ -53,12 +53,14 @@ class PostgresChunks:
     def lock_accounts(self, chunk: Chunk) -> tuple[str, str]:
         # A fixed order (by id): two overlapping runs queue on the same rows instead of
         # deadlocking. Counted on the server, so the ids need not travel.
-        expected, locked = chunk.run(f"""
+        expected, locked = list(
+            chunk.run(f"""
             WITH ids AS MATERIALIZED (SELECT primary_id AS id FROM {STAGE} s WHERE {IN_CHUNK}
                                       UNION SELECT secondary_id FROM {STAGE} s WHERE {IN_CHUNK})
             SELECT (SELECT COUNT(*) FROM ids), (SELECT COUNT(*) FROM (
                 SELECT id FROM accounts WHERE id = ANY(ARRAY(SELECT id FROM ids))
                 ORDER BY id FOR UPDATE) locked)""").one()
+        )
         if locked != expected:
             # An account deleted since the plan: the outer joins, so that its rows are refused
             # instead of failing the chunk on a foreign key.
