@@ -4,6 +4,17 @@ set -euo pipefail
 rm -rf demo && mkdir demo && cd demo
 export PORTALCTL_OPERATOR=demo-operator
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# The code in the newest email of ./outbox-mail/ (the caller reading it out to the rep).
+emailed_code() {
+    python3 - outbox-mail <<'PY'
+import re, sys
+from email import message_from_binary_file, policy
+from pathlib import Path
+newest = max(Path(sys.argv[1]).glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)
+body = message_from_binary_file(open(newest, "rb"), policy=policy.default).get_content()
+print(re.search(r"code: (\d+)\.", body).group(1))
+PY
+}
 
 echo "== Set up: schema, and data from the portal guides' examples"
 step portalctl db init
@@ -69,8 +80,36 @@ echo "(a code for 061137531 was issued to James Smith; it is printed only once)"
 echo "(James already has an account with that email: registering anew is refused, exit 4)"
 step portalctl accounts register --tin 061137531 --code "$code" -u jsmith.new \
     -e james.smith@goneh-practice.example -n "James Smith" || echo "exit $?"
+echo "(step 3, Email Address Verification: the code goes out at once; no SMTP URL here, so as a"
+echo " .eml file in ./outbox-mail/; the caller reads it back)"
+step portalctl accounts email-code james.smith --email james.smith@goneh-practice.example
+step portalctl accounts confirm-email james.smith --code "$(emailed_code)"
+printf '\n\033[1m$ %s\033[0m\n' "printf 'Portal-Demo-2021\\n' | portalctl accounts verify james.smith --password-stdin"
+printf 'Portal-Demo-2021\n' | portalctl accounts verify james.smith --password-stdin
 step portalctl tins link -u james.smith --tin 061137531 --code "$code"
 step portalctl tins show 061137531
+
+# --- the caller's credentials (issue 13) ---
+echo
+echo "== Consolidating Existing Accounts (seed 000), steps 2-6, for the caller who owns jsmith_old"
+step portalctl accounts lookup --username jsmith_old --tin 836576879
+step portalctl accounts verify jsmith_old --answer smith
+step portalctl accounts email-code jsmith_old --email johnsmith@gmail.com
+step portalctl accounts confirm-email jsmith_old --code "$(emailed_code)"
+printf '\n\033[1m$ %s\033[0m\n' "printf 'Portal-Demo-2021\\n' | portalctl accounts verify johnsmith@gmail.com --password-stdin"
+printf 'Portal-Demo-2021\n' | portalctl accounts verify johnsmith@gmail.com --password-stdin
+echo "(the merge itself is the consolidation below)"
+
+echo
+echo "== A PIN instead of the security question; Forgot Password; Forgot Username"
+printf '\n\033[1m$ %s\033[0m\n' "printf '4821\\n' | portalctl accounts set-security james.smith --pin-stdin"
+printf '4821\n' | portalctl accounts set-security james.smith --pin-stdin
+printf '\n\033[1m$ %s\033[0m\n' "printf '4821\\n' | portalctl accounts verify james.smith --pin-stdin"
+printf '4821\n' | portalctl accounts verify james.smith --pin-stdin
+step portalctl accounts reset-password james.smith
+printf '\n\033[1m$ %s\033[0m\n' "printf 'Harbour-Lights-77\\n' | portalctl accounts set-password james.smith --reset-code CODE --password-stdin"
+printf 'Harbour-Lights-77\n' | portalctl accounts set-password james.smith --reset-code "$(emailed_code)" --password-stdin
+step portalctl accounts send-username --email johnsmith@gmail.com
 
 # --- consolidation (issue 4) ---
 echo

@@ -30,7 +30,7 @@ def test_import_creates_accounts_links_and_organisations(cli, backend, tmp_path)
     path = write(
         tmp_path,
         HEADER + "amy,amy@example.org,Amy Adams,061137531:security_admin;836576879,active,"
-        "Pet?,Rex,Secret-1\n" + 'bob,bob@example.org,"Brown, Bob",,locked,,,\n',
+        "Pet?,Rex,Secret-Rex-2026\n" + 'bob,bob@example.org,"Brown, Bob",,locked,,,\n',
     )
     result = cli("accounts", "import", str(path), "-f", "json")
     assert result.exit_code == 0, result.stderr
@@ -51,7 +51,7 @@ def test_import_creates_accounts_links_and_organisations(cli, backend, tmp_path)
     assert (bob["full_name"], bob["status"]) == ("Brown, Bob", "locked")
     actions = [r["action"] for r in backend.rows("SELECT action FROM audit_log ORDER BY id")]
     assert actions.count("account.import") == 2 and "account.import_file" in actions
-    assert "Secret-1" not in str(backend.rows("SELECT * FROM accounts"))
+    assert "Secret-Rex-2026" not in str(backend.rows("SELECT * FROM accounts"))
 
 
 def test_bom_blank_lines_quoted_commas_and_windows_line_endings(cli, tmp_path):

@@ -48,7 +48,7 @@ def test_create_prints_the_account_with_masked_tins(john, backend):
     }
     assert backend.scalar("SELECT count(*) FROM account_tins") == 2
     stored = backend.scalar("SELECT security_answer_hash FROM accounts")
-    assert stored.startswith("scrypt$") and "Smith" not in stored
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and "Smith" not in stored
     audit = backend.rows("SELECT operator, action, details FROM audit_log")
     assert [(a["operator"], a["action"]) for a in audit] == [("test-operator", "account.create")]
     assert "836576879" not in str(audit[0]["details"])

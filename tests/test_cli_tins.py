@@ -257,7 +257,7 @@ def test_seed_flow_new_email_registers_a_new_account(cli, backend):
         "--password-stdin",
         "-f",
         "json",
-        input="Pw-123456\n",
+        input="Pw-123456-Garden\n",
     )
     assert result.exit_code == 0, result.stderr
     assert result.json()["tins"] == [{"tin": "*****7531", "role": "security_admin"}]

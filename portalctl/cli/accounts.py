@@ -16,7 +16,6 @@ from portalctl.cli.runtime import (
     printing_refused_record,
     read_secret,
     runtime,
-    say,
 )
 
 app = command_group("accounts")
@@ -147,12 +146,18 @@ def verify(
         typer.Option(
             "--answer",
             help="The security answer as the caller reads it out (prompted without "
-            "echo when neither --answer nor --password is given).",
+            "echo when no other way is given).",
         ),
     ] = None,
     answer_stdin: Annotated[
         bool,
         typer.Option("--answer-stdin", help="Read the security answer from one line of stdin."),
+    ] = False,
+    pin: Annotated[
+        bool, typer.Option("--pin", help="Check the PIN instead (prompted without echo).")
+    ] = False,
+    pin_stdin: Annotated[
+        bool, typer.Option("--pin-stdin", help="Check the PIN, read from one line of stdin.")
     ] = False,
     password: Annotated[
         bool, typer.Option("--password", help="Check the password instead (prompted without echo).")
@@ -163,7 +168,7 @@ def verify(
     ] = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
-    """Verify a caller: check the security answer (or the password).
+    """Verify a caller: check the security answer, the PIN or the password.
 
     Failures are counted; the account locks after PORTALCTL_ACCOUNT_MAX_FAILURES (default 5).
     Exit 0 verified, 4 not verified.
@@ -174,9 +179,15 @@ def verify(
     from portalctl.domain.verification import verify_account
 
     rt = runtime(ctx)
-    secret = None
-    if password or password_stdin:
-        secret = read_secret("Password", stdin_option="--password-stdin", from_stdin=password_stdin)
+    secret_pin = secret_password = None
+    if pin or pin_stdin:
+        secret_pin = read_secret("PIN", stdin_option="--pin-stdin", from_stdin=pin_stdin)
+        answer = None
+    elif password or password_stdin:
+        secret_password = read_secret(
+            "Password", stdin_option="--password-stdin", from_stdin=password_stdin
+        )
+        answer = None
     elif answer is None:
         answer = read_secret(
             "Security answer", stdin_option="--answer-stdin", from_stdin=answer_stdin
@@ -187,172 +198,11 @@ def verify(
             operator=rt.operator_name,
             username=username,
             answer=answer,
-            password=secret,
+            pin=secret_pin,
+            password=secret_password,
             max_failures=rt.settings.account_max_failures,
         )
     emit(result, fmt)
-
-
-PasswordPrompt = Annotated[
-    bool, typer.Option("--password-prompt", help="Ask for a password (twice, without echo).")
-]
-PasswordStdin = Annotated[
-    bool, typer.Option("--password-stdin", help="Read the password from one line of stdin.")
-]
-
-
-def _new_password(prompt: bool, stdin: bool) -> str | None:
-    if not (prompt or stdin):
-        return None
-    return read_secret("Password", stdin_option="--password-stdin", from_stdin=stdin, confirm=True)
-
-
-@app.command("create")
-def create(
-    ctx: typer.Context,
-    username: Annotated[str, typer.Option("--username", "-u")],
-    email: Annotated[str, typer.Option("--email", "-e")],
-    full_name: Annotated[str, typer.Option("--full-name", "-n")],
-    tin: Annotated[
-        list[str] | None,
-        typer.Option("--tin", help="TIN or TIN:role (security_admin or user); repeatable."),
-    ] = None,
-    security_question: Annotated[
-        str | None,
-        typer.Option(
-            "--security-question",
-            help="Its answer is prompted without echo, or read from stdin with --answer-stdin.",
-        ),
-    ] = None,
-    security_answer: Annotated[
-        str | None,
-        typer.Option(
-            "--security-answer",
-            help="The answer as the caller reads it out (stored only as a slow salted hash).",
-        ),
-    ] = None,
-    answer_stdin: Annotated[
-        bool,
-        typer.Option("--answer-stdin", help="Read the security answer from one line of stdin."),
-    ] = False,
-    password_prompt: PasswordPrompt = False,
-    password_stdin: PasswordStdin = False,
-    reveal: RevealOption = False,
-    fmt: FormatOption = OutputFormat.table,
-) -> None:
-    """Create an active account, optionally holding TINs.
-
-    With --answer-stdin and --password-stdin both, stdin holds the answer's line first.
-
-    \b
-    Example: portalctl accounts create -u mgarcia -e maria.garcia@example.org -n "Maria Garcia" --tin 061137531:user
-    """
-    from portalctl.domain.account_changes import create_account
-    from portalctl.domain.validation import parse_tin_with_role
-
-    rt = runtime(ctx)
-    links = [parse_tin_with_role(text) for text in tin or []]
-    if security_question is not None and security_answer is None:
-        security_answer = read_secret(
-            "Security answer", stdin_option="--answer-stdin", from_stdin=answer_stdin
-        )
-    password = _new_password(password_prompt, password_stdin)
-    with rt.transaction() as connection:
-        record = create_account(
-            connection,
-            operator=rt.operator_name,
-            username=username,
-            email=email,
-            full_name=full_name,
-            tins=links,
-            password=password,
-            security_question=security_question,
-            security_answer=security_answer,
-        )
-    say(f"created account {record['username']}")
-    rt.show(record, fmt, reveal=reveal, command="accounts create")
-
-
-@app.command("register")
-def register(
-    ctx: typer.Context,
-    tin: Annotated[str, typer.Option("--tin", help="The TIN the registration code was sent for.")],
-    username: Annotated[str, typer.Option("--username", "-u")],
-    email: Annotated[str, typer.Option("--email", "-e")],
-    full_name: Annotated[str, typer.Option("--full-name", "-n")],
-    code: Annotated[
-        str | None,
-        typer.Option(
-            "--code",
-            help="The registration code as the caller reads it out (prompted without "
-            "echo when left out).",
-        ),
-    ] = None,
-    code_stdin: Annotated[
-        bool,
-        typer.Option("--code-stdin", help="Read the registration code from one line of stdin."),
-    ] = False,
-    password_prompt: PasswordPrompt = False,
-    password_stdin: PasswordStdin = False,
-    fmt: FormatOption = OutputFormat.table,
-) -> None:
-    """Register a new account from a TIN and its registration code (the new-user path).
-
-    The account becomes the TIN's security_admin and the code is used up. If an account that
-    is not merged already uses the email, exit 4 with the portal's "Oops!" message naming it,
-    an email goes to that account explaining how to add the TIN to it, and the code stays
-    usable. With --code-stdin and --password-stdin both, stdin holds the code's line first.
-
-    \b
-    Example: portalctl accounts register --tin 061137531 --code 48213377 -u mgarcia -e maria.garcia@example.org -n "Maria Garcia"
-    """
-    from portalctl.core.tin import Tin
-    from portalctl.domain.registration import register_account
-
-    rt = runtime(ctx)
-    parsed = Tin.parse(tin)
-    if code is None:
-        code = read_secret("Registration code", stdin_option="--code-stdin", from_stdin=code_stdin)
-    password = _new_password(password_prompt, password_stdin)
-    with rt.transaction() as connection:
-        record = register_account(
-            connection,
-            operator=rt.operator_name,
-            tin=parsed,
-            code=code,
-            username=username,
-            email=email,
-            full_name=full_name,
-            password=password,
-            settings=rt.settings,
-        )
-    say(f"registered account {record['username']}")
-    emit(record, fmt)
-
-
-@app.command("import")
-def import_accounts(
-    ctx: typer.Context,
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="CSV: username,email,full_name[,tins,status,"
-            "security_question,security_answer,password]; "
-            "'-' reads stdin."
-        ),
-    ],
-    fmt: FormatOption = OutputFormat.table,
-) -> None:
-    """Import accounts from a CSV: the whole file is validated first, then loaded all or nothing.
-
-    \b
-    Example: portalctl accounts import new-accounts.csv
-    """
-    from portalctl.domain.account_import import import_accounts_csv
-
-    rt = runtime(ctx)
-    summary = import_accounts_csv(rt.writing_engine(), file, operator=rt.operator_name)
-    emit(summary, fmt)
 
 
 def _status_command(action: str, doc: str) -> Callable[..., None]:
@@ -409,3 +259,6 @@ app.command("enable")(
     """,
     )
 )
+
+# More commands of the same group, registered on ``app`` when their modules load.
+from portalctl.cli import account_creation, account_credentials  # noqa: E402, F401

@@ -24,6 +24,9 @@ SETTING_DEFAULTS: dict[str, str | None] = {
     "PORTALCTL_CODE_TTL_DAYS": "14",
     "PORTALCTL_CODE_MAX_ATTEMPTS": "5",
     "PORTALCTL_ACCOUNT_MAX_FAILURES": "5",
+    "PORTALCTL_EMAIL_CODE_DIGITS": "6",
+    "PORTALCTL_EMAIL_CODE_TTL_MINUTES": "15",
+    "PORTALCTL_EMAIL_CODE_MAX_PER_HOUR": "5",
     "PORTALCTL_MAIL_MAX_ATTEMPTS": "8",
     "PORTALCTL_MAIL_LEASE_SECONDS": "600",
     "PORTALCTL_INSURER_NAME": "ConnectiCare",
@@ -41,6 +44,9 @@ SETTING_RANGES: dict[str, tuple[int, int]] = {
     "PORTALCTL_CODE_TTL_DAYS": (1, 60),
     "PORTALCTL_CODE_MAX_ATTEMPTS": (1, 100),
     "PORTALCTL_ACCOUNT_MAX_FAILURES": (1, 100),
+    "PORTALCTL_EMAIL_CODE_DIGITS": (6, 10),
+    "PORTALCTL_EMAIL_CODE_TTL_MINUTES": (1, 1440),
+    "PORTALCTL_EMAIL_CODE_MAX_PER_HOUR": (1, 100),
     "PORTALCTL_MAIL_MAX_ATTEMPTS": (1, 100),
     "PORTALCTL_MAIL_LEASE_SECONDS": (1, 86_400),
 }
@@ -117,6 +123,18 @@ class Settings:
     @property
     def account_max_failures(self) -> int:
         return self.integer("PORTALCTL_ACCOUNT_MAX_FAILURES")
+
+    @property
+    def email_code_digits(self) -> int:
+        return self.integer("PORTALCTL_EMAIL_CODE_DIGITS")
+
+    @property
+    def email_code_ttl_minutes(self) -> int:
+        return self.integer("PORTALCTL_EMAIL_CODE_TTL_MINUTES")
+
+    @property
+    def email_code_max_per_hour(self) -> int:
+        return self.integer("PORTALCTL_EMAIL_CODE_MAX_PER_HOUR")
 
 
 # Settings that may instead be read from a file named by the same variable with _FILE appended

@@ -89,8 +89,18 @@ def apply_pending(engine: Engine, *, now: datetime) -> list[Migration]:
 
 def _run_script(connection: Connection, script: str) -> None:
     if connection.dialect.name == "sqlite":
-        # executescript runs inside the open transaction because isolation_level is None.
-        driver_connection(connection).executescript(script)
+        # One statement at a time inside the open transaction: sqlite3's executescript would
+        # COMMIT it first, and a migration failing half-way would stay half-applied.
+        import sqlite3
+
+        driver = driver_connection(connection)
+        statement = ""
+        for piece in script.split(";"):
+            statement += piece + ";"
+            if sqlite3.complete_statement(statement):  # not a ';' inside a trigger or string
+                if statement.strip(" \t\r\n;"):
+                    driver.execute(statement)
+                statement = ""
     else:
         # No parameters, so psycopg sends the script as is ('%' needs no escaping).
         with driver_connection(connection).cursor() as cursor:

@@ -72,6 +72,8 @@ accounts = sa.Table(
     sa.Column("failed_verifications", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("email_verified_at", UTCDateTime),
+    sa.Column("pin_hash", sa.String(300)),
 )
 
 account_tins = sa.Table(
@@ -158,6 +160,23 @@ outbox = sa.Table(
     sa.Column("sent_at", UTCDateTime),
 )
 
+account_codes = sa.Table(
+    "account_codes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("code_hmac", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("issued_by", sa.String(100), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sa.Column("outbox_id", sa.BigInteger),
+)
+
 consolidation_batches = sa.Table(
     "consolidation_batches",
     metadata,
@@ -210,6 +229,7 @@ DATA_TABLES = (
     accounts,
     account_tins,
     registration_codes,
+    account_codes,
     code_batches,
     account_imports,
     outbox,

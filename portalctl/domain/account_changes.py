@@ -1,5 +1,6 @@
-"""Changing the account directory: create an account, and the status changes a rep makes
-(unlock, disable, enable), each with its audit record in the same transaction."""
+"""Changing the account directory: create an account, a rep's direct update of its name or
+email, and the status changes a rep makes (unlock, disable, enable), each with its audit record
+in the same transaction."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
 from portalctl.core.database import unique_violation
-from portalctl.core.errors import InvalidInput, Refused
+from portalctl.core.errors import InvalidInput, Refused, UsageError
 from portalctl.core.fields import clean_reason, clean_text
 from portalctl.core.schema import account_tins, accounts
 from portalctl.core.secrets import hash_secret, normalise_answer
@@ -21,7 +22,13 @@ from portalctl.core.tin import Tin
 from portalctl.domain.accounts import account_record, get_account_row
 from portalctl.domain.audit import record_audit
 from portalctl.domain.organisations import ensure_organisation
-from portalctl.domain.validation import clean_email, clean_name, clean_role, clean_username
+from portalctl.domain.validation import (
+    clean_email,
+    clean_name,
+    clean_new_password,
+    clean_role,
+    clean_username,
+)
 
 
 def create_account(
@@ -48,6 +55,8 @@ def create_account(
         raise InvalidInput("the same TIN is given twice")
     if bool(question) != bool(security_answer):
         raise InvalidInput("give both a security question and its answer, or neither")
+    if password is not None:
+        password = clean_new_password(password, username=username, email=email)
     refuse_taken_username(connection, username)
     try:
         account_id = connection.execute(
@@ -138,3 +147,51 @@ def change_account_status(
         details={"reason": reason, "from": row["status"], "to": new_status},
     )
     return account_record(connection, username)
+
+
+def update_account(
+    connection: Connection,
+    *,
+    operator: str,
+    username: str,
+    full_name: str | None = None,
+    email: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A rep's direct change of an account's full name and/or email. An email set this way is
+    unverified (``email_verified_at`` cleared) and needs a reason; the audit record keeps the
+    old and new values. Values equal to the stored ones change nothing."""
+    now = now or utc_now()
+    if full_name is None and email is None:
+        raise UsageError("give --full-name and/or --email (with --reason)")
+    new_name = clean_name(full_name) if full_name is not None else None
+    new_email = clean_email(email) if email is not None else None
+    if new_email is not None or reason is not None:
+        reason = clean_reason(reason)
+    row = get_account_row(connection, username, for_update=True)
+    if row["status"] == "merged":
+        raise Refused(f"account {quoted(row['username'])} is merged; it can no longer be changed")
+    values: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
+    if new_name is not None and new_name != row["full_name"]:
+        values["full_name"] = new_name
+        changes["full_name"] = {"from": row["full_name"], "to": new_name}
+    if new_email is not None and new_email != row["email"]:
+        values.update(email=new_email, email_verified_at=None)
+        changes["email"] = {"from": row["email"], "to": new_email}
+        changes["email_was_verified"] = row["email_verified_at"] is not None
+    if values:
+        connection.execute(
+            accounts.update().where(accounts.c.id == row["id"]).values(**values, updated_at=now)
+        )
+        record_audit(
+            connection,
+            operator=operator,
+            action="account.update",
+            target=f"account:{row['username']}",
+            account=row["username"],
+            now=now,
+            details={**changes, "reason": reason},
+        )
+    return account_record(connection, row["username"])

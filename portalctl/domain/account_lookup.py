@@ -13,6 +13,7 @@ from typing import Any
 from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput, NotFound, PortalError
 from portalctl.core.readonly_db import ReadOnlyConnection
+from portalctl.core.text import quoted
 from portalctl.core.tin import Tin
 
 # Two parameters a query; SQLite allows 32,766 in one statement.
@@ -28,6 +29,13 @@ WHERE a.status = 'active' AND lower(a.username) IN ({usernames})
   AND (lower(a.username), l.tin) IN ({pairs})
 """
 
+# The account with that username whatever its status, to say why a look-up found nothing.
+_ANY_STATUS = """
+SELECT a.status, merged.username AS merged_into
+FROM accounts a LEFT JOIN accounts merged ON merged.id = a.merged_into
+WHERE lower(a.username) = :username
+"""
+
 _LINKS = """
 SELECT account_id, tin, role FROM account_tins
 WHERE account_id IN ({ids}) ORDER BY account_id, tin
@@ -35,11 +43,19 @@ WHERE account_id IN ({ids}) ORDER BY account_id, tin
 
 
 def lookup_one(connection: ReadOnlyConnection, *, username: str, tin: str) -> dict[str, Any]:
-    """The active account with exactly this username holding this TIN, or NotFound."""
+    """The active account with exactly this username holding this TIN, or NotFound; when an
+    account with that username exists but is not active, the message says its status (and
+    the account a merged one was merged into)."""
     parsed = Tin.parse(tin)
     found = lookup_accounts(connection, [(username, parsed)])[0]
     if found is None:
-        raise NotFound(f"no active account {username.strip()!r} holding TIN {parsed}")
+        message = f"no active account {username.strip()!r} holding TIN {parsed}"
+        existing = connection.rows(_ANY_STATUS, {"username": username.strip().lower()})
+        if existing and existing[0]["status"] != "active":
+            message += f": that account is {existing[0]['status']}"
+            if existing[0]["merged_into"] is not None:
+                message += f" into {quoted(existing[0]['merged_into'])}"
+        raise NotFound(message)
     return found
 
 

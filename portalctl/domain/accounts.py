@@ -15,7 +15,7 @@ from portalctl.core.fields import clean_search_term
 from portalctl.core.schema import account_tins, accounts, audit_log
 from portalctl.core.text import quoted
 from portalctl.core.tin import Tin
-from portalctl.domain.audit import record_audit
+from portalctl.domain.audit import concerning_account, record_audit
 from portalctl.domain.validation import ACCOUNT_STATUSES, clean_status
 
 _CHUNK = 500
@@ -145,7 +145,7 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     recent = (
         connection.execute(
             sa.select(audit_log.c.at, audit_log.c.operator, audit_log.c.action)
-            .where(sa.func.lower(audit_log.c.account) == row["username"].lower())
+            .where(concerning_account(connection, row["username"]))
             .order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
             .limit(audit_limit)
         )
@@ -154,8 +154,10 @@ def show_account(connection: Connection, username: str, *, audit_limit: int = 10
     )
     record.update(
         {
+            "email_verified_at": row["email_verified_at"],
             "security_question": row["security_question"],
             "has_password": row["password_hash"] is not None,
+            "has_pin": row["pin_hash"] is not None,
             "failed_verifications": row["failed_verifications"],
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],

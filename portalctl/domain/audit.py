@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from portalctl.core.clock import utc_now
 from portalctl.core.render import to_plain
-from portalctl.core.schema import audit_log
+from portalctl.core.schema import accounts, audit_log, consolidations
 from portalctl.core.text import without_line_breaks
 from portalctl.core.tin import Tin
 
@@ -52,6 +52,32 @@ class AuditFilter:
     limit: int = 100
 
 
+def concerning_account(connection: Connection, username: str) -> sa.ColumnElement[bool]:
+    """The records of an account: those filed under it, and its own merge, which is filed
+    under the primary it was merged into (``account.consolidate``, target ``account:S``). Both
+    are found through the index on ``lower(account)``."""
+    key = username.strip().lower()
+    secondary, primary = accounts.alias("secondary"), accounts.alias("primary")
+    merged_into = (
+        connection.execute(
+            sa.select(sa.func.lower(primary.c.username))
+            .select_from(consolidations)
+            .join(secondary, secondary.c.id == consolidations.c.secondary_id)
+            .join(primary, primary.c.id == consolidations.c.primary_id)
+            .where(sa.func.lower(secondary.c.username) == key)
+        )
+        .scalars()
+        .all()
+    )
+    account = sa.func.lower(audit_log.c.account)
+    if not merged_into:
+        return account == key
+    return sa.and_(
+        account.in_([key, *merged_into]),
+        sa.or_(account == key, sa.func.lower(audit_log.c.target) == f"account:{key}"),
+    )
+
+
 def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[str, Any]]:
     """Newest first, filters combined with AND."""
     query = sa.select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
@@ -65,7 +91,7 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
     if f.action:
         query = query.where(audit_log.c.action == f.action)
     if f.account:
-        query = query.where(sa.func.lower(audit_log.c.account) == f.account.lower())
+        query = query.where(concerning_account(connection, f.account))
     if f.tin:
         query = query.where(audit_log.c.tin == f.tin.reveal())
     rows = connection.execute(query.limit(f.limit)).mappings().all()

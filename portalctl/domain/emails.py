@@ -70,17 +70,62 @@ def registration_blocked_body(settings: Settings, *, recipient_name: str) -> str
 
 
 def email_verification_subject(settings: Settings) -> str:
-    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal: confirm your email"
+    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal: your verification code"
 
 
-def email_verification_body(settings: Settings, *, recipient_name: str) -> str:
-    """A short-lived code confirming an address; the code is the ``{secret}`` placeholder."""
+def email_verification_body(settings: Settings, *, ttl_minutes: int) -> str:
+    """The seed's "Verification code" email (seed 000, step 5); the code is ``{secret}``."""
     return (
-        f"Hi {_one_line(recipient_name)},\n\n"
-        f"Your email verification code is: {SECRET_PLACEHOLDER}\n\n"
-        "Enter it on the provider portal to confirm this email address. If you did not ask for "
-        "it, you can ignore this email.\n\n"
-        f"{settings.get('PORTALCTL_INSURER_NAME')}\n"
+        "Hello,\n\n"
+        "To complete the verification of your email address, please enter the code below where "
+        "you were asked for it. It was sent to this email address.\n\n"
+        f"Verification code: {SECRET_PLACEHOLDER}.\n\n"
+        f"The code expires {ttl_minutes} minutes after it was sent.\n\n"
+        + _ignore_and_footer(settings)
+    )
+
+
+def password_reset_subject(settings: Settings) -> str:
+    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal: reset your password"
+
+
+def password_reset_body(settings: Settings, *, username: str, ttl_minutes: int) -> str:
+    """ "Forgot Password": a code that lets the account's owner set a new password."""
+    return (
+        "Hello,\n\n"
+        "To reset the password of your provider portal account "
+        f"{_one_line(username)}, please give the code below to Provider Services, or enter it "
+        "where you were asked for it. Your password stays unchanged until then.\n\n"
+        f"Password reset code: {SECRET_PLACEHOLDER}.\n\n"
+        f"The code expires {ttl_minutes} minutes after it was sent.\n\n"
+        + _ignore_and_footer(settings)
+    )
+
+
+def username_reminder_subject(settings: Settings) -> str:
+    return f"{settings.get('PORTALCTL_INSURER_NAME')} provider portal: your username"
+
+
+def username_reminder_body(settings: Settings, *, usernames: list[str]) -> str:
+    """ "Forgot Username": the active usernames registered to this address."""
+    listed = "".join(f"    {_one_line(name)}\n" for name in usernames)
+    return (
+        "Hello,\n\n"
+        "You asked for the username of your provider portal account. These accounts are "
+        f"registered to this email address:\n\n{listed}\n" + _ignore_and_footer(settings)
+    )
+
+
+def _ignore_and_footer(settings: Settings) -> str:
+    """The end of the seed's verification email, shared by every email a caller asks for."""
+    insurer = settings.get("PORTALCTL_INSURER_NAME")
+    return (
+        "If you don't recognize this request, someone may have used your email address by "
+        "mistake. You can safely ignore this email.\n\n"
+        f"{insurer}\n\n"
+        "To maintain HIPAA compliance, please do not share your username or password with "
+        "anyone.\n\n"
+        f"{insurer}\n{settings.get('PORTALCTL_INSURER_ADDRESS')}\n"
     )
 
 

@@ -16,6 +16,8 @@ from portalctl.core.tin import Tin
 EMAIL_KINDS = (
     "credentialing",
     "email_verification",
+    "password_reset",
+    "username_reminder",
     "registration_blocked",
     "accounts_consolidated",
 )

@@ -24,7 +24,12 @@ from portalctl.domain.emails import registration_blocked_body, registration_bloc
 from portalctl.domain.links import add_link, link_tin_manually, require_linkable_account
 from portalctl.domain.organisations import get_organisation
 from portalctl.domain.outbox import queue_email
-from portalctl.domain.validation import clean_email, clean_name, clean_username
+from portalctl.domain.validation import (
+    clean_email,
+    clean_name,
+    clean_new_password,
+    clean_username,
+)
 
 # A second "Oops!" for the same account within this time queues no second email.
 BLOCKED_EMAIL_INTERVAL = timedelta(hours=1)
@@ -105,6 +110,8 @@ def register_account(
     now = now or utc_now()
     username, email = clean_username(username), clean_email(email)
     full_name = clean_name(full_name)
+    if password is not None:  # invalid input is refused before the code is checked (or counted)
+        clean_new_password(password, username=username, email=email)
     get_organisation(connection, tin)
     refuse_taken_username(connection, username)
     check = check_registration_code(

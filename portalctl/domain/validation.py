@@ -15,6 +15,8 @@ ROLES = ("security_admin", "user")
 ACCOUNT_STATUSES = ("active", "locked", "disabled", "merged")
 IMPORTABLE_STATUSES = ("active", "locked", "disabled")
 _USERNAME = re.compile(r"[A-Za-z0-9._%+@'-]{3,254}")
+PASSWORD_LENGTH = (12, 128)
+PIN_DIGITS = (4, 8)
 
 
 def clean_username(value: str) -> str:
@@ -56,3 +58,31 @@ def parse_tin_with_role(text: str, *, default_role: str = "user") -> tuple[Tin, 
     """``836576879`` or ``836576879:security_admin``, as ``accounts create --tin`` takes it."""
     tin_text, _, role = text.partition(":")
     return Tin.parse(tin_text), clean_role(role) if role else default_role
+
+
+def clean_new_password(password: str, *, username: str, email: str) -> str:
+    """A password an account may be given (SPEC 1): 12 to 128 characters, containing neither
+    the username nor the email address's local part, compared case-insensitively. The one rule
+    for create, register, set-password and import; the message names the rule, never the
+    password."""
+    shortest, longest = PASSWORD_LENGTH
+    if len(password) < shortest:
+        raise InvalidInput(f"the password must be at least {shortest} characters long")
+    if len(password) > longest:
+        raise InvalidInput(f"the password must be at most {longest} characters long")
+    folded = password.casefold()
+    if username.strip().casefold() in folded:
+        raise InvalidInput("the password must not contain the username")
+    local_part = email.strip().rpartition("@")[0]
+    if local_part and local_part.casefold() in folded:
+        raise InvalidInput("the password must not contain the email address's local part")
+    return password
+
+
+def clean_pin(pin: str) -> str:
+    """A PIN as typed (spaces around ignored): 4 to 8 ASCII digits."""
+    text = pin.strip() if isinstance(pin, str) else ""
+    fewest, most = PIN_DIGITS
+    if not (fewest <= len(text) <= most and text.isascii() and text.isdigit()):
+        raise InvalidInput(f"invalid PIN: expected {fewest} to {most} digits")
+    return text

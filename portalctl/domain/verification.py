@@ -1,5 +1,6 @@
-"""Verifying a caller (the portal's Account Verification step): the security answer or the
-password, each failure counted against the account until it locks."""
+"""Verifying a caller (the portal's Account Verification step): the security answer, the PIN or
+the password, each failure counted against the account until it locks. A hash of an older
+scheme that verifies is replaced by an Argon2id one in the same transaction."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from sqlalchemy.engine import Connection
 from portalctl.core.clock import utc_now
 from portalctl.core.errors import InvalidInput, RecordedRefusal, Refused
 from portalctl.core.schema import accounts
-from portalctl.core.secrets import normalise_answer, verify_secret
+from portalctl.core.secrets import hash_secret, needs_rehash, normalise_answer, verify_secret
 from portalctl.core.text import quoted
 from portalctl.domain.accounts import get_account_row
 from portalctl.domain.audit import record_audit
+from portalctl.domain.validation import clean_pin
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,14 @@ class VerificationResult:
     status: str
 
 
+# method -> (the column holding its hash, what an account without one lacks)
+_METHODS = {
+    "security_answer": ("security_answer_hash", "security question"),
+    "pin": ("pin_hash", "PIN"),
+    "password": ("password_hash", "password"),
+}
+
+
 def verify_account(
     connection: Connection,
     *,
@@ -33,35 +43,38 @@ def verify_account(
     username: str,
     answer: str | None = None,
     password: str | None = None,
+    pin: str | None = None,
     max_failures: int = 5,
     now: datetime | None = None,
 ) -> VerificationResult:
-    """Check a caller's security answer or password. A failure is counted (and locks the
+    """Check a caller's security answer, PIN or password. A failure is counted (and locks the
     account at ``max_failures``) and then refused: ``RecordedRefusal``, so the count commits."""
     now = now or utc_now()
-    if (answer is None) == (password is None):
-        raise InvalidInput("give exactly one of a security answer or a password")
+    given = {"security_answer": answer, "pin": pin, "password": password}
+    methods = [method for method, value in given.items() if value is not None]
+    if len(methods) != 1:
+        raise InvalidInput("give exactly one of a security answer, a PIN or a password")
+    method = methods[0]
+    plain = str(given[method])
+    if method == "security_answer":
+        plain = normalise_answer(plain)
+    elif method == "pin":
+        plain = clean_pin(plain)  # input that cannot be a PIN is not counted
     row = get_account_row(connection, username, for_update=True)
     name = quoted(row["username"])
     if row["status"] != "active":
         raise Refused(f"account {name} is {row['status']}; it cannot be verified")
-    if answer is not None:
-        if not row["security_answer_hash"]:
-            raise Refused(f"account {name} has no security question")
-        method = "security_answer"
-        ok = verify_secret(normalise_answer(answer), row["security_answer_hash"])
-    else:
-        assert password is not None
-        if not row["password_hash"]:
-            raise Refused(f"account {name} has no password")
-        method, ok = "password", verify_secret(password, row["password_hash"])
+    column, lacking = _METHODS[method]
+    stored = row[column]
+    if not stored:
+        raise Refused(f"account {name} has no {lacking}")
+    ok = verify_secret(plain, stored)
     failures = 0 if ok else row["failed_verifications"] + 1
     status = "locked" if failures >= max_failures else row["status"]
-    connection.execute(
-        accounts.update()
-        .where(accounts.c.id == row["id"])
-        .values(failed_verifications=failures, status=status, updated_at=now)
-    )
+    values = {"failed_verifications": failures, "status": status, "updated_at": now}
+    if ok and needs_rehash(stored):
+        values[column] = hash_secret(plain)
+    connection.execute(accounts.update().where(accounts.c.id == row["id"]).values(**values))
     record_audit(
         connection,
         operator=operator,
@@ -74,6 +87,7 @@ def verify_account(
             "verified": ok,
             "failed_verifications": failures,
             "locked": status == "locked",
+            "hash_upgraded": column in values,
         },
     )
     result = VerificationResult(row["username"], ok, method, failures, status)
