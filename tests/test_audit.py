@@ -62,7 +62,7 @@ def test_tin_filter_and_masking(backend):
             now=moment + timedelta(hours=1),
         )
     with backend.engine.connect() as connection:
-        found = list_audit(connection, AuditFilter(tin=Tin("061137531")))
+        found = list(list_audit(connection, AuditFilter(tin=Tin("061137531"))))
         stored = connection.execute(sa.text("SELECT details FROM audit_log")).scalars().all()
     assert [r["action"] for r in found] == ["test.tin"]
     assert found[0]["at"] == moment

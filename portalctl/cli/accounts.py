@@ -27,10 +27,14 @@ UsernameArgument = Annotated[str, typer.Argument(help="The account's username (a
 @app.command("find")
 def find(
     ctx: typer.Context,
-    username: Annotated[str | None, typer.Option("--username", "-u")] = None,
-    email: Annotated[str | None, typer.Option("--email", "-e")] = None,
+    username: Annotated[str | None, typer.Option("--username", "-u", help="Username.")] = None,
+    email: Annotated[str | None, typer.Option("--email", "-e", help="Email address.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Full name.")] = None,
     tin: Annotated[str | None, typer.Option("--tin", help="Holds this TIN.")] = None,
+    tin_last4: Annotated[
+        str | None,
+        typer.Option("--tin-last4", help="Holds a TIN ending in these four digits."),
+    ] = None,
     status: Annotated[
         str | None, typer.Option("--status", help="active, locked, disabled or merged.")
     ] = None,
@@ -59,22 +63,26 @@ def find(
     from portalctl.domain.accounts import AccountQuery, find_accounts
 
     rt = runtime(ctx)
+    columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
     with rt.transaction(read_only=True) as connection:
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
-        else:
-            query = AccountQuery(
-                username=username,
-                email=email,
-                name=name,
-                tin=Tin.parse(tin) if tin is not None else None,
-                status=status,
-                exact=exact,
-                limit=limit,
-            )
-            found = find_accounts(connection, query)
-    columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
-    rt.show(found, fmt, reveal=reveal, command="accounts find", columns=columns)
+            rt.show(found, fmt, reveal=reveal, command="accounts find", columns=columns)
+            return
+        query = AccountQuery(
+            username=username,
+            email=email,
+            name=name,
+            tin=Tin.parse(tin) if tin is not None else None,
+            tin_last4=tin_last4,
+            status=status,
+            exact=exact,
+            limit=limit + 1,
+        )
+        found = find_accounts(connection, query)
+        rt.show_listing(
+            found, fmt, limit=limit, reveal=reveal, command="accounts find", columns=columns
+        )
 
 
 @app.command("lookup")

@@ -59,6 +59,9 @@ class PortalGroup(TyperGroup):
             ctx.exit(int(error.exit_code))
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            _stop_writing_stdout()  # the reader left (`| head`): what it read is all it wanted
+            ctx.exit(int(ExitCode.OK))
         except Exception as error:
             if _is_usage_error(error):  # Click prints these itself, with exit 2
                 raise
@@ -81,6 +84,19 @@ class PortalGroup(TyperGroup):
         hint = "" if _debug(ctx) else " (run with --debug for details)"
         _report(ctx, redact(message) + hint, [])
         ctx.exit(int(code))
+
+
+def _stop_writing_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # not a real file (tests)
+    finally:
+        os.close(devnull)
 
 
 def _is_usage_error(error: Exception) -> bool:

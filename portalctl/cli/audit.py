@@ -52,9 +52,9 @@ def audit(
         action=action,
         account=account,
         tin=Tin.parse(tin) if tin is not None else None,
-        limit=limit,
+        limit=limit + 1,
     )
+    columns = ["id", "at", "operator", "action", "target", "tin", "details"]
     with rt.transaction(read_only=True) as connection:
         records = list_audit(connection, audit_filter)
-    columns = ["id", "at", "operator", "action", "target", "tin", "details"]
-    rt.show(records, fmt, reveal=reveal, command="audit", columns=columns)
+        rt.show_listing(records, fmt, limit=limit, reveal=reveal, command="audit", columns=columns)

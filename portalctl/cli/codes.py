@@ -132,9 +132,11 @@ def list_codes(
     parsed = Tin.parse(tin) if tin is not None else None
     with rt.transaction(read_only=True) as connection:
         found = list_registration_codes(
-            connection, tin=parsed, status=status, email=email, limit=limit
+            connection, tin=parsed, status=status, email=email, limit=limit + 1
         )
-    rt.show(found, fmt, reveal=reveal, command="codes list", columns=CODE_COLUMNS)
+        rt.show_listing(
+            found, fmt, limit=limit, reveal=reveal, command="codes list", columns=CODE_COLUMNS
+        )
 
 
 @app.command("show")

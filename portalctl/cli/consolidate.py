@@ -138,7 +138,8 @@ def status(
     rt = runtime(ctx)
     with rt.transaction(read_only=True) as connection:
         if batch_id is None:
-            emit(list_batches(connection, limit=limit), fmt, columns=BATCH_COLUMNS)
+            batches = list_batches(connection, limit=limit + 1)
+            rt.show_listing(batches, fmt, limit=limit, columns=BATCH_COLUMNS)
         else:
             emit(show_batch(connection, batch_id), fmt)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    jsonl = "jsonl"
     csv = "csv"
 
 
@@ -30,7 +32,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format: table, json or csv (data only on stdout).",
+        help="Output format: table, json, jsonl (one object a line) or csv; only data on stdout.",
         case_sensitive=False,
     ),
 ]
@@ -160,6 +162,32 @@ class Runtime:
 
         with readonly_connection(self.settings.database_url) as connection:
             yield connection
+
+    def show_listing(
+        self,
+        rows: Iterable[Any],
+        fmt: OutputFormat,
+        *,
+        limit: int,
+        reveal: bool = False,
+        command: str = "",
+        columns: list[str] | None = None,
+    ) -> None:
+        """Print at most ``limit`` of ``rows`` as they are read (give it up to ``limit + 1``,
+        so that a listing the limit cut says so on stderr). Revealed TINs are audited first,
+        so a revealed listing is read whole before it is shown."""
+        from portalctl.core.render import render_lines
+
+        iterator = iter(rows)
+        if reveal:
+            listed = list(islice(iterator, limit))
+            self.show(listed, fmt, reveal=True, command=command, columns=columns)
+        else:
+            for text in render_lines(islice(iterator, limit), fmt.value, columns=columns):
+                sys.stdout.write(text)
+            sys.stdout.flush()
+        if next(iterator, None) is not None:
+            typer.echo(f"portalctl: only the first {limit} shown; --limit N shows more", err=True)
 
     def show(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,8 +79,9 @@ def concerning_account(connection: Connection, username: str) -> sa.ColumnElemen
     )
 
 
-def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[str, Any]]:
-    """Newest first, filters combined with AND."""
+def list_audit(connection: Connection, audit_filter: AuditFilter) -> Iterator[dict[str, Any]]:
+    """Newest first, filters combined with AND; read as it is consumed (a server-side cursor
+    on PostgreSQL), so a long listing takes constant memory."""
     query = sa.select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
     f = audit_filter
     if f.since:
@@ -94,9 +96,9 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
         query = query.where(concerning_account(connection, f.account))
     if f.tin:
         query = query.where(audit_log.c.tin == f.tin.reveal())
-    rows = connection.execute(query.limit(f.limit)).mappings().all()
-    return [
-        {
+    rows = connection.execute(query.limit(f.limit), execution_options={"yield_per": 1000})
+    for row in rows.mappings():
+        yield {
             "id": row["id"],
             "at": row["at"],
             "operator": row["operator"],
@@ -105,5 +107,3 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
             "tin": Tin(row["tin"]) if row["tin"] else None,
             "details": row["details"],
         }
-        for row in rows
-    ]
