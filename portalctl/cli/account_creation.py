@@ -177,10 +177,14 @@ def import_accounts(
     \b
     Example: portalctl accounts import new-accounts.csv
     """
+    from portalctl.cli.progress import progress_bar
     from portalctl.domain.account_import import import_accounts_csv
 
     rt = runtime(ctx)
-    summary = import_accounts_csv(rt.writing_engine(), file, operator=rt.operator_name)
+    with progress_bar("importing") as progress:
+        summary = import_accounts_csv(
+            rt.writing_engine(), file, operator=rt.operator_name, progress=progress
+        )
     emit(summary, fmt)
 
 

@@ -71,6 +71,7 @@ def issue(
     \b
     Example: portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh"
     """
+    from portalctl.cli.progress import progress_bar
     from portalctl.core.errors import UsageError
     from portalctl.core.tin import Tin
     from portalctl.domain.code_import import issue_codes_from_csv
@@ -78,15 +79,17 @@ def issue(
 
     rt = runtime(ctx)
     if csv_file is not None:
-        summary = issue_codes_from_csv(
-            rt.writing_engine(),
-            csv_file,
-            operator=rt.operator_name,
-            settings=rt.settings,
-            dry_run=dry_run,
-            send_email=not no_email,
-            chunk_size=chunk_size,
-        )
+        with progress_bar("issuing codes") as progress:
+            summary = issue_codes_from_csv(
+                rt.writing_engine(),
+                csv_file,
+                operator=rt.operator_name,
+                settings=rt.settings,
+                dry_run=dry_run,
+                send_email=not no_email,
+                chunk_size=chunk_size,
+                progress=progress,
+            )
         emit(summary, fmt)
         return
     if tin is None or admin_name is None or admin_email is None:

@@ -1,6 +1,5 @@
 """``portalctl consolidate``: merge duplicate accounts, one pair or a whole file, and follow batches."""
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -103,10 +102,11 @@ def run(
     \b
     Example: portalctl consolidate run duplicates.csv --dry-run --report plan.csv
     """
+    from portalctl.cli.progress import progress_bar
     from portalctl.domain.consolidation import run_consolidation_file
 
     rt = runtime(ctx)
-    with printing_refused_record(fmt):
+    with printing_refused_record(fmt), progress_bar("consolidating") as progress:
         summary = run_consolidation_file(
             rt.writing_engine(),
             file,
@@ -116,7 +116,7 @@ def run(
             chunk_size=chunk_size,
             notify=notify,
             report_path=report,
-            progress=_progress_bar() if sys.stderr.isatty() else None,
+            progress=progress,
         )
     emit(summary, fmt)
 
@@ -142,16 +142,3 @@ def status(
             rt.show_listing(batches, fmt, limit=limit, columns=BATCH_COLUMNS)
         else:
             emit(show_batch(connection, batch_id), fmt)
-
-
-def _progress_bar():
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        end = "\n" if done >= total else ""
-        sys.stderr.write(
-            f"\rconsolidating [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}"
-        )
-        sys.stderr.flush()
-
-    return show

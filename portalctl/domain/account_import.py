@@ -4,7 +4,7 @@ nothing (SPEC section 5)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
@@ -79,6 +79,7 @@ def import_accounts_csv(
     operator: str,
     now: datetime | None = None,
     bulk_links: int = BULK_LINKS,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Import every row or none. The file is read, checked row by row and staged, and checked
     whole in SQL, in a transaction that takes no write lock on SQLite; then, under the lock,
@@ -88,7 +89,7 @@ def import_accounts_csv(
     with bulk_connection(engine) as connection:
         with reading_phase(connection):
             tune_for_bulk_work(connection)
-            source, sha256, staged = _stage_file(connection, path)
+            source, sha256, staged = _stage_file(connection, path, progress)
 
         def apply() -> dict[str, int]:
             errors = CsvErrors(source)
@@ -127,7 +128,9 @@ def import_accounts_csv(
     return {"file": source, **counts}
 
 
-def _stage_file(connection: Connection, path: str | Path) -> tuple[str, str, int]:
+def _stage_file(
+    connection: Connection, path: str | Path, progress: Callable[[int, int | None], None] | None
+) -> tuple[str, str, int]:
     """Read and stage the whole file, every row checked; (its name, SHA-256, rows). A file
     already imported is refused as such rather than by the usernames it has taken."""
     stream, source, hashed = open_csv_hashed(path)
@@ -135,7 +138,7 @@ def _stage_file(connection: Connection, path: str | Path) -> tuple[str, str, int
     create_staging_table(connection, _STAGE, _STAGE_COLUMNS, keep_after_commit=True)
     with stream, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as hashers:
         records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        rows = _staged_rows(records, errors, hashers)
+        rows = _staged_rows(records, errors, hashers, progress)
         staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS], rows)
     sha256 = hashed.hexdigest()
     _refuse_imported_before(connection, source, sha256)
@@ -162,10 +165,15 @@ def _refuse_imported_before(connection: Connection, source: str, sha256: str) ->
 
 
 def _staged_rows(
-    records: Iterable[CsvRecord], errors: CsvErrors, hashers: Executor
+    records: Iterable[CsvRecord],
+    errors: CsvErrors,
+    hashers: Executor,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     batch: list[list[tuple[Any, ...]]] = []
+    done = 0
     for record in records:
+        done += 1
         try:
             if record.problem:
                 raise InvalidInput(record.problem)
@@ -175,7 +183,11 @@ def _staged_rows(
         if len(batch) >= _HASH_BATCH:
             yield from _with_hashes(batch, errors, hashers)
             batch = []
+            if progress:
+                progress(done, None)
     yield from _with_hashes(batch, errors, hashers)
+    if progress:
+        progress(done, done)
 
 
 def _with_hashes(

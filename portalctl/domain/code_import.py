@@ -63,6 +63,7 @@ def issue_codes_from_csv(
     send_email: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     now_fn: Callable[[], datetime] = utc_now,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Issue every row's code and queue its email; counts only (the plain codes travel in the
     emails, never in output or logs)."""
@@ -92,6 +93,8 @@ def issue_codes_from_csv(
                 send_email=send_email,
                 chunk_size=chunk_size,
                 now_fn=now_fn,
+                progress=progress,
+                rows=rows,
             )
         finally:
             release_file(connection, code_batches, sha256)
@@ -178,6 +181,8 @@ def _issue_claimed(
     send_email: bool,
     chunk_size: int,
     now_fn: Callable[[], datetime],
+    progress: Callable[[int, int | None], None] | None,
+    rows: int,
 ) -> dict[str, Any]:
     with connection.begin():
         already = _mark_issued_lines(connection, sha256)
@@ -215,6 +220,8 @@ def _issue_claimed(
             start, issued = chunk
             for name, value in issued.items():
                 counts[name] += value
+            if progress:
+                progress(already + counts["codes_issued"], rows)
         with connection.begin():
             finish_run(connection, code_batches, batch_id, state="completed")
             record_audit(
