@@ -123,6 +123,10 @@ outbox = sa.Table(
     sa.Column("tin", sa.String(9), sa.ForeignKey("organisations.tin")),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    sa.Column("claim_token", sa.String(32)),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("cancelled_at", UTCDateTime),
+    sa.Column("cancel_reason", sa.String(500)),
 )
 
 consolidation_batches = sa.Table(
