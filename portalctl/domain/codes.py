@@ -36,7 +36,7 @@ from portalctl.core.tin import Tin
 from portalctl.domain.accounts import ensure_organisation
 from portalctl.domain.audit import record_audit
 from portalctl.domain.emails import credentialing_body, credentialing_subject
-from portalctl.domain.outbox import queue_email
+from portalctl.domain.outbox import cancel_emails_of_codes, queue_email
 
 CODE_STATUSES = ("active", "used", "revoked", "locked", "expired")
 _C = registration_codes.c
@@ -268,6 +268,7 @@ def check_registration_code(
             .where(_C.tin == tin.reveal(), _C.status == "active")
             .values(status="locked")
         )
+        cancel_emails_of_codes(connection, tin=tin, reason="code locked", now=now)
     record_audit(
         connection,
         operator=operator,
@@ -303,6 +304,7 @@ def consume_registration_code(
     ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is no longer usable")
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code used", now=now)
 
 
 def revoke_registration_code(
@@ -323,6 +325,7 @@ def revoke_registration_code(
     ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is {record['status']}, it cannot be revoked")
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code revoked", now=now)
     record_audit(
         connection,
         operator=operator,
@@ -355,6 +358,7 @@ def reissue_registration_code(
             .where(_C.id == code_id)
             .values(status="revoked", revoked_at=now, revoke_reason="reissued")
         )
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code reissued", now=now)
     connection.execute(
         organisations.update()
         .where(organisations.c.tin == old["tin"].reveal())

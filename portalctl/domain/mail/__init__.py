@@ -1,0 +1,3 @@
+"""Delivering the outbox (``mail send``): ``claims`` (what a run holds, fenced), ``compose``
+(one row to bytes, a bad row isolated), ``transport`` (SMTP or ``.eml`` files, message versus
+server failures) and ``delivery`` (the run)."""

@@ -1,0 +1,163 @@
+"""The outbox rows a run holds: claimed under a lease, renewed while the run works, checked
+before each send and marked by compare-and-set, so a run never sends or overwrites a row it no
+longer holds.
+
+A claim writes ``claimed_by`` (the run), ``claim_token`` (new for every claim) and
+``claimed_until`` (the lease). Every later statement of the run about the row requires the same
+run, the same token and a pending status: if the lease ran out and another run claimed the row,
+or the email was cancelled or retried by hand meanwhile, the statement changes nothing and the
+run lets the row go. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; on SQLite the write
+lock serialises claims.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from portalctl.core.schema import outbox
+from portalctl.domain.outbox import PENDING_STATUSES, due_condition
+
+_O = outbox.c
+_CLAIMED_COLUMNS = (
+    _O.id,
+    _O.kind,
+    _O.message_id,
+    _O.recipient,
+    _O.recipient_name,
+    _O.subject,
+    _O.body,
+    _O.secret_ciphertext,
+    _O.attempts,
+    _O.next_attempt_at,
+)
+
+
+def new_run_id() -> str:
+    """Names the run in ``claimed_by``: the host (where to look for it) and a random part."""
+    return f"{socket.gethostname()[:60]}:{secrets.token_hex(6)}"
+
+
+@dataclass
+class Claim:
+    """Rows leased to one run by one claim statement, in delivery order."""
+
+    run_id: str
+    token: str
+    lease_until: datetime
+    rows: list[Any]
+    held: set[int] = field(default_factory=set)
+
+    def fence(self) -> sa.ColumnElement[bool]:
+        """The compare-and-set condition of every statement about a held row."""
+        return sa.and_(
+            _O.claimed_by == self.run_id,
+            _O.claim_token == self.token,
+            _O.status.in_(PENDING_STATUSES),
+        )
+
+
+def claim_due(
+    connection: Connection, *, run_id: str, limit: int, lease: timedelta, now: datetime
+) -> Claim:
+    """Lease up to ``limit`` due emails to this run, in one statement."""
+    token = secrets.token_hex(16)
+    due = sa.select(_O.id).where(due_condition(now)).order_by(_O.next_attempt_at, _O.id)
+    due = due.limit(limit)
+    if connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = connection.execute(
+        outbox.update()
+        .where(_O.id.in_(due.scalar_subquery()), due_condition(now))
+        .values(claimed_by=run_id, claim_token=token, claimed_until=now + lease)
+        .returning(*_CLAIMED_COLUMNS)
+    ).all()
+    rows = sorted(claimed, key=lambda row: (row.next_attempt_at, row.id))
+    return Claim(run_id, token, now + lease, rows, {row.id for row in rows})
+
+
+def renew_lease(connection: Connection, claim: Claim, *, lease: timedelta, now: datetime) -> None:
+    """Extend the lease of the rows the claim still holds; the others are let go."""
+    until = now + lease
+    still = connection.execute(
+        outbox.update()
+        .where(claim.fence(), _O.id.in_(sorted(claim.held)))
+        .values(claimed_until=until)
+        .returning(_O.id)
+    ).all()
+    claim.held = {row.id for row in still}
+    claim.lease_until = until
+
+
+def holding_state(connection: Connection, claim: Claim, email_id: int) -> str:
+    """``held`` while the row is still this claim's and pending; ``cancelled`` if it was
+    cancelled meanwhile; ``lost`` otherwise (another run has it, or it was retried by hand)."""
+    row = connection.execute(
+        sa.select(_O.status, _O.claimed_by, _O.claim_token).where(_O.id == email_id)
+    ).first()
+    if row is None:
+        return "lost"
+    if row.status == "cancelled":
+        return "cancelled"
+    held = (
+        row.status in PENDING_STATUSES
+        and row.claimed_by == claim.run_id
+        and row.claim_token == claim.token
+    )
+    return "held" if held else "lost"
+
+
+def mark(connection: Connection, claim: Claim, email_id: int, values: dict[str, Any]) -> bool:
+    """Record an outcome and release the row, only if the claim still holds it."""
+    done = connection.execute(
+        outbox.update()
+        .where(_O.id == email_id, claim.fence())
+        .values(**values, claimed_by=None, claimed_until=None, claim_token=None)
+    ).rowcount
+    claim.held.discard(email_id)
+    return bool(done == 1)
+
+
+def note_delivered_after_cancel(connection: Connection, email_id: int, now: datetime) -> bool:
+    """An email cancelled while the server was already taking it: it stays ``cancelled`` (the
+    code is void anyway) and ``sent_at`` says it went."""
+    done = connection.execute(
+        outbox.update()
+        .where(_O.id == email_id, _O.status == "cancelled", _O.sent_at.is_(None))
+        .values(sent_at=now)
+    ).rowcount
+    return bool(done == 1)
+
+
+def release_run(connection: Connection, *, run_id: str) -> int:
+    """Let go of every row this run still holds (at its end, or when the server fails)."""
+    released: int = connection.execute(
+        outbox.update()
+        .where(_O.claimed_by == run_id)
+        .values(claimed_by=None, claimed_until=None, claim_token=None)
+    ).rowcount
+    return released
+
+
+def count_claimable(connection: Connection, *, now: datetime) -> int:
+    """What a run could claim now (``mail send --dry-run``)."""
+    count: int = connection.execute(
+        sa.select(sa.func.count()).select_from(outbox).where(due_condition(now))
+    ).scalar_one()
+    return count
+
+
+def count_remaining(connection: Connection, *, now: datetime) -> int:
+    """Due emails not delivered yet, whoever holds them: the summary's ``remaining``."""
+    count: int = connection.execute(
+        sa.select(sa.func.count())
+        .select_from(outbox)
+        .where(_O.status.in_(PENDING_STATUSES), _O.next_attempt_at <= now)
+    ).scalar_one()
+    return count

@@ -1,0 +1,349 @@
+"""``mail send``: deliver due emails, each at most once per claim, within a deadline.
+
+A run claims due rows in chunks (``claims``), renews their lease while it works, checks before
+each send that it still holds the row (and that it was not cancelled), and records each outcome
+by compare-and-set. So however slow the server, short the lease or many the overlapping runs, no
+two runs hand the same message to the server, short of a crash between the server's acceptance
+and the mark; then a later run resends it with the same Message-ID.
+
+One message's problem (an address or secret that cannot be used, a refusal of its RCPT or DATA)
+is that message's outcome; a problem of the server stops the run, releases its claims, charges
+nobody, and raises ``MailServerUnavailable`` (exit 8).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from portalctl.core.clock import utc_now
+from portalctl.core.config import Settings
+from portalctl.core.database import READ_ONLY_OPTION
+from portalctl.core.errors import MailServerUnavailable
+from portalctl.core.logs import get_logger
+from portalctl.domain.audit import record_audit
+from portalctl.domain.mail import claims
+from portalctl.domain.mail.compose import Composer, Poison
+from portalctl.domain.mail.transport import (
+    FileSender,
+    Sender,
+    SmtpSender,
+    parse_smtp_url,
+)
+
+MIN_SEND_WINDOW = 1.0  # seconds: a run does not start a message with less time than this left
+log = get_logger("mail send")
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff (1, 2, 4... minutes, capped at 6 hours) with up to 25% jitter, so
+    emails that failed together are not all retried in the same second."""
+    minutes = min(2 ** max(attempts - 1, 0), 360)
+    return timedelta(minutes=minutes * (1 + random.random() * 0.25))
+
+
+@dataclass
+class SendSummary:
+    """What one run did (SPEC section 3), and why emails failed, for the log."""
+
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    remaining: int = 0
+    reasons: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    stopped: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "dead": self.dead,
+            "cancelled": self.cancelled,
+            "remaining": self.remaining,
+        }
+
+    def count_line(self) -> str:
+        return " ".join(f"{key}={value}" for key, value in self.counts().items())
+
+    def reason_lines(self) -> list[str]:
+        """One line per (outcome, reason): how many, which emails, why."""
+        lines = []
+        for (outcome, reason), ids in self.reasons.items():
+            shown = ", ".join(str(i) for i in ids[:10]) + (" ..." if len(ids) > 10 else "")
+            lines.append(f"{outcome}={len(ids)} reason={reason} emails={shown}")
+        return lines
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    max_attempts: int
+    lease: timedelta
+    chunk_size: int
+    max_seconds: float
+    smtp_timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, max_seconds: float | None) -> DeliveryOptions:
+        def setting(name: str, low: int, high: int) -> int:
+            return settings.integer(name, minimum=low, maximum=high)
+
+        return cls(
+            max_attempts=setting("PORTALCTL_MAIL_MAX_ATTEMPTS", 1, 100),
+            lease=timedelta(seconds=setting("PORTALCTL_MAIL_LEASE_SECONDS", 1, 86_400)),
+            chunk_size=setting("PORTALCTL_MAIL_CHUNK_SIZE", 1, 10_000),
+            max_seconds=max_seconds or setting("PORTALCTL_MAIL_MAX_SECONDS", 1, 86_400),
+            smtp_timeout=setting("PORTALCTL_SMTP_TIMEOUT_SECONDS", 1, 600),
+        )
+
+    @property
+    def lease_margin(self) -> float:
+        """Seconds kept free at the end of a lease for recording the outcome."""
+        return min(5.0, self.lease.total_seconds() / 3)
+
+
+def open_sender(settings: Settings, options: DeliveryOptions) -> Sender:
+    url = settings.get("PORTALCTL_SMTP_URL")
+    if url:
+        return SmtpSender(parse_smtp_url(url), command_timeout=options.smtp_timeout)
+    return FileSender(settings.get("PORTALCTL_MAIL_DIR") or "outbox-mail")
+
+
+def count_due_emails(engine: Engine, *, now: datetime | None = None) -> int:
+    """What a run would try now (``mail send --dry-run``); nothing is claimed."""
+    with engine.connect() as connection:
+        connection.execution_options(**{READ_ONLY_OPTION: True})
+        return claims.count_claimable(connection, now=now or utc_now())
+
+
+def send_due_emails(
+    engine: Engine,
+    *,
+    operator: str,
+    settings: Settings,
+    limit: int = 1000,
+    max_seconds: float | None = None,
+    now_fn: Callable[[], datetime] = utc_now,
+) -> SendSummary:
+    """Deliver up to ``limit`` due emails within ``max_seconds`` (default
+    ``PORTALCTL_MAIL_MAX_SECONDS``); every setting is checked before anything is claimed."""
+    options = DeliveryOptions.from_settings(settings, max_seconds=max_seconds)
+    composer = Composer.from_settings(settings)
+    sender = open_sender(settings, options)
+    run = _Run(engine, sender, composer, options, now_fn)
+    try:
+        run.deliver(limit)
+    except MailServerUnavailable as error:
+        run.finish(operator, stopped_by=error.message)
+        raise MailServerUnavailable(
+            f"{error.message}; the run stopped, no email was marked dead or charged an attempt "
+            f"({run.summary.count_line()})"
+        ) from None
+    except BaseException:
+        run.abandon()
+        raise
+    run.finish(operator)
+    return run.summary
+
+
+class _Run:
+    """One ``mail send``: its claims, its deadline, its counts. Statements go through one
+    writing connection (and one reading connection for the pre-send checks)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sender: Sender,
+        composer: Composer,
+        options: DeliveryOptions,
+        now_fn: Callable[[], datetime],
+    ):
+        self.engine, self.sender, self.composer = engine, sender, composer
+        self.options, self.now = options, now_fn
+        self.run_id = claims.new_run_id()
+        self.deadline = time.monotonic() + options.max_seconds
+        self.summary = SendSummary()
+        self.taken = 0
+        self.writer = engine.connect()
+        self.reader = engine.connect()
+        self.reader.execution_options(**{READ_ONLY_OPTION: True})
+        if engine.dialect.name == "postgresql":
+            # A crash may then lose the last marks, never a send being recorded that did not
+            # happen: those emails are resent with their Message-ID (at-least-once holds).
+            self.writer.exec_driver_sql("SET synchronous_commit = off")
+            self.writer.commit()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self.writer.begin():
+            yield self.writer
+
+    def _time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def deliver(self, limit: int) -> None:
+        while self.taken < limit:
+            if self._time_left() < MIN_SEND_WINDOW:
+                self.summary.stopped = "deadline"
+                return
+            size = min(self.options.chunk_size, limit - self.taken)
+            with self._transaction() as connection:
+                claim = claims.claim_due(
+                    connection,
+                    run_id=self.run_id,
+                    limit=size,
+                    lease=self.options.lease,
+                    now=self.now(),
+                )
+            if not claim.rows:
+                return
+            self.taken += len(claim.rows)
+            for row in claim.rows:
+                if self._time_left() < MIN_SEND_WINDOW:
+                    self.summary.stopped = "deadline"
+                    return
+                self._keep_lease(claim)
+                if row.id in claim.held:
+                    self._deliver_one(claim, row)
+
+    def _lease_left(self, claim: claims.Claim) -> float:
+        return (claim.lease_until - self.now()).total_seconds()
+
+    def _keep_lease(self, claim: claims.Claim) -> None:
+        if self._lease_left(claim) < self.options.lease.total_seconds() / 2:
+            with self._transaction() as connection:
+                claims.renew_lease(connection, claim, lease=self.options.lease, now=self.now())
+
+    def _deliver_one(self, claim: claims.Claim, row: Any) -> None:
+        state = claims.holding_state(self.reader, claim, row.id)
+        self.reader.rollback()
+        if state != "held":
+            claim.held.discard(row.id)
+            if state == "cancelled":
+                self.summary.cancelled += 1
+            return
+        try:
+            message = self.composer.compose(row)
+        except Poison as poison:
+            self._record(claim, row, "dead", poison.reason, attempted=False)
+            return
+        window = min(self._time_left(), self._lease_left(claim) - self.options.lease_margin)
+        rejection = self.sender.send(message, until=time.monotonic() + window)
+        if rejection is None:
+            self._record_sent(claim, row)
+        else:
+            attempts = row.attempts + 1
+            dead = rejection.permanent or attempts >= self.options.max_attempts
+            self._record(claim, row, "dead" if dead else "failed", rejection.reason)
+
+    def _record_sent(self, claim: claims.Claim, row: Any) -> None:
+        now = self.now()
+        values = {
+            "status": "sent",
+            "sent_at": now,
+            "last_attempt_at": now,
+            "attempts": row.attempts + 1,
+            "secret_ciphertext": None,
+            "last_error": None,
+        }
+        with self._transaction() as connection:
+            if claims.mark(connection, claim, row.id, values):
+                self.summary.sent += 1
+                return
+            cancelled_meanwhile = claims.note_delivered_after_cancel(connection, row.id, now)
+        self.summary.sent += 1
+        log.warning(
+            f"email {row.id} was delivered, but "
+            + (
+                "it was cancelled while the server took it"
+                if cancelled_meanwhile
+                else "this run's lease on it had run out"
+            )
+        )
+
+    def _record(
+        self, claim: claims.Claim, row: Any, outcome: str, reason: str, *, attempted: bool = True
+    ) -> None:
+        now = self.now()
+        attempts = row.attempts + 1 if attempted else row.attempts
+        values = {
+            "status": outcome,
+            "attempts": attempts,
+            "last_error": reason[:500],
+            "last_attempt_at": now,
+            "next_attempt_at": now if outcome == "dead" else now + retry_delay(attempts),
+        }
+        with self._transaction() as connection:
+            if not claims.mark(connection, claim, row.id, values):
+                return  # cancelled or taken over meanwhile: not this run's outcome to record
+        if outcome == "dead":
+            self.summary.dead += 1
+        else:
+            self.summary.failed += 1
+        self.summary.reasons.setdefault((outcome, reason), []).append(row.id)
+
+    def _release(self) -> None:
+        with self._transaction() as connection:
+            claims.release_run(connection, run_id=self.run_id)
+
+    def finish(self, operator: str, *, stopped_by: str | None = None) -> None:
+        """Release what is still held, count what remains, audit and log the run."""
+        try:
+            self._release()
+            self.summary.remaining = claims.count_remaining(self.reader, now=self.now())
+            self.reader.rollback()
+            counts = self.summary.counts()
+            if self.taken or stopped_by:
+                with self._transaction() as connection:
+                    details: dict[str, Any] = {**counts}
+                    if stopped_by:
+                        details["stopped"] = stopped_by
+                    record_audit(
+                        connection,
+                        operator=operator,
+                        action="mail.send",
+                        target="outbox",
+                        details=details,
+                        now=self.now(),
+                    )
+        finally:
+            self._close()
+        for line in self.summary.reason_lines():
+            log.warning(line)
+        if stopped_by:
+            log.error(f"{self.summary.count_line()} stopped: {stopped_by}")
+        elif self.summary.stopped == "deadline":
+            log.warning(
+                f"{self.summary.count_line()} stopped at the deadline "
+                f"({self.options.max_seconds:g} s)"
+            )
+        else:
+            log.info(self.summary.count_line())
+
+    def abandon(self) -> None:
+        """After an unexpected error or an interrupt: let the claims go if the database still
+        answers (else their lease expires), then close."""
+        try:
+            self._release()
+        except Exception:  # the database itself may be what failed
+            pass
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.sender.close()
+        for connection in (self.writer, self.reader):
+            try:
+                if self.engine.dialect.name == "postgresql" and connection is self.writer:
+                    connection.rollback()
+                    connection.exec_driver_sql("RESET synchronous_commit")
+                    connection.commit()
+            finally:
+                connection.close()
