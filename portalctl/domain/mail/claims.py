@@ -66,15 +66,24 @@ class Claim:
 def claim_due(
     connection: Connection, *, run_id: str, limit: int, lease: timedelta, now: datetime
 ) -> Claim:
-    """Lease up to ``limit`` due emails to this run, in one statement."""
+    """Lease up to ``limit`` due emails to this run, in the caller's transaction.
+
+    Two statements, not ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``: PostgreSQL may run such
+    a subquery once per row it updates (a semi join) and so lease more than ``limit`` rows. The
+    first locks the chosen rows (``SKIP LOCKED``: not those another run is claiming); on SQLite
+    the transaction's write lock keeps the two together.
+    """
     token = secrets.token_hex(16)
     due = sa.select(_O.id).where(due_condition(now)).order_by(_O.next_attempt_at, _O.id)
     due = due.limit(limit)
     if connection.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    ids = connection.execute(due).scalars().all()
+    if not ids:
+        return Claim(run_id, token, now + lease, [])
     claimed = connection.execute(
         outbox.update()
-        .where(_O.id.in_(due.scalar_subquery()), due_condition(now))
+        .where(_O.id.in_(ids), due_condition(now))
         .values(claimed_by=run_id, claim_token=token, claimed_until=now + lease)
         .returning(*_CLAIMED_COLUMNS)
     ).all()

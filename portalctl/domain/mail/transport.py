@@ -126,6 +126,7 @@ class _TimedSMTP(smtplib.SMTP):
 
     until: float = math.inf
     command_timeout: float = 30.0
+    _host: str  # set by smtplib's __init__ only; TLS checks the certificate against it
 
     def _arm(self) -> None:
         if self.sock is not None:
@@ -172,6 +173,7 @@ class SmtpSender:
             else _TimedSMTP(timeout=timeout)
         )
         client.until, client.command_timeout = until, self.command_timeout
+        client._host = self.target.host
         self.client = client
         code, reply = client.connect(self.target.host, self.target.port)
         if code != 220:
