@@ -141,7 +141,14 @@ class _TimedSMTP(smtplib.SMTP):
 
     def getreply(self) -> tuple[int, bytes]:
         self._arm()
-        return super().getreply()
+        try:
+            return super().getreply()
+        except smtplib.SMTPServerDisconnected as error:
+            # smtplib reports a read that timed out as a disconnection; it is a server that
+            # does not answer, not a message it dropped.
+            if isinstance(error.__context__, TimeoutError):
+                raise TimeoutError("no answer in time") from error
+            raise
 
 
 class _TimedSMTPSSL(smtplib.SMTP_SSL, _TimedSMTP):
