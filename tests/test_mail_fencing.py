@@ -99,7 +99,7 @@ def test_a_run_that_lost_its_lease_can_neither_mark_nor_renew_nor_release_the_ro
     assert [row.id for row in second.rows] == [row.id for row in first.rows]
     with backend.begin() as connection:
         assert claims.holding_state(connection, first, 1) == "lost"
-        assert claims.mark(connection, first, 1, {"status": "sent", "sent_at": later}) is False
+        assert claims.mark_sent(connection, first, 1, at=later) is False
         claims.renew_lease(connection, first, lease=LEASE, now=later)
         assert first.held == set()
         assert claims.release_run(connection, run_id="first") == 0
@@ -129,7 +129,7 @@ def test_the_fenced_mark_never_resurrects_a_cancelled_email(backend):
         claim = claims.claim_due(connection, run_id="run", limit=1, lease=LEASE, now=now)
         cancel_email(connection, operator="rep", email_id=1, reason="wrong person", now=now)
         assert claims.holding_state(connection, claim, 1) == "cancelled"
-        assert claims.mark(connection, claim, 1, {"status": "sent", "sent_at": now}) is False
+        assert claims.mark_sent(connection, claim, 1, at=now) is False
         assert claims.note_delivered_after_cancel(connection, 1, now) is True
     [row] = backend.rows("SELECT status, sent_at, secret_ciphertext, claimed_by FROM outbox")
     assert row["status"] == "cancelled" and row["sent_at"] is not None

@@ -104,12 +104,50 @@ def renew_lease(connection: Connection, claim: Claim, *, lease: timedelta, now: 
     claim.lease_until = until
 
 
+# Statements a run makes once per email, built once: constructing a statement costs more than
+# running it on a local database.
+_HOLDING = sa.select(_O.status, _O.claimed_by, _O.claim_token).where(
+    _O.id == sa.bindparam("email_id")
+)
+_PENDING_LITERALS = [sa.literal_column(f"'{status}'") for status in PENDING_STATUSES]
+_FENCED = (  # the statuses as literals: an expanding IN would re-render the SQL every time
+    _O.id == sa.bindparam("email_id"),
+    _O.claimed_by == sa.bindparam("run_id"),
+    _O.claim_token == sa.bindparam("token"),
+    _O.status.in_(_PENDING_LITERALS),
+)
+_RELEASED = {"claimed_by": None, "claimed_until": None, "claim_token": None}
+_MARK_SENT = (
+    outbox.update()
+    .where(*_FENCED)
+    .values(
+        status="sent",
+        sent_at=sa.bindparam("at"),
+        last_attempt_at=sa.bindparam("at"),
+        attempts=_O.attempts + 1,
+        secret_ciphertext=None,
+        last_error=None,
+        **_RELEASED,
+    )
+)
+_MARK_OUTCOME = (
+    outbox.update()
+    .where(*_FENCED)
+    .values(
+        status=sa.bindparam("outcome"),
+        attempts=sa.bindparam("new_attempts"),
+        last_error=sa.bindparam("reason"),
+        last_attempt_at=sa.bindparam("at"),
+        next_attempt_at=sa.bindparam("next_at"),
+        **_RELEASED,
+    )
+)
+
+
 def holding_state(connection: Connection, claim: Claim, email_id: int) -> str:
     """``held`` while the row is still this claim's and pending; ``cancelled`` if it was
     cancelled meanwhile; ``lost`` otherwise (another run has it, or it was retried by hand)."""
-    row = connection.execute(
-        sa.select(_O.status, _O.claimed_by, _O.claim_token).where(_O.id == email_id)
-    ).first()
+    row = connection.execute(_HOLDING, {"email_id": email_id}).first()
     if row is None:
         return "lost"
     if row.status == "cancelled":
@@ -122,14 +160,39 @@ def holding_state(connection: Connection, claim: Claim, email_id: int) -> str:
     return "held" if held else "lost"
 
 
-def mark(connection: Connection, claim: Claim, email_id: int, values: dict[str, Any]) -> bool:
-    """Record an outcome and release the row, only if the claim still holds it."""
-    done = connection.execute(
-        outbox.update()
-        .where(_O.id == email_id, claim.fence())
-        .values(**values, claimed_by=None, claimed_until=None, claim_token=None)
-    ).rowcount
+def _fenced(claim: Claim, email_id: int) -> dict[str, Any]:
     claim.held.discard(email_id)
+    return {"email_id": email_id, "run_id": claim.run_id, "token": claim.token}
+
+
+def mark_sent(connection: Connection, claim: Claim, email_id: int, *, at: datetime) -> bool:
+    """Record a delivery (the secret erased) and release the row, only if the claim still
+    holds it."""
+    done = connection.execute(_MARK_SENT, {**_fenced(claim, email_id), "at": at}).rowcount
+    return bool(done == 1)
+
+
+def mark_outcome(
+    connection: Connection,
+    claim: Claim,
+    email_id: int,
+    *,
+    outcome: str,
+    attempts: int,
+    reason: str,
+    at: datetime,
+    next_attempt_at: datetime,
+) -> bool:
+    """Record ``failed`` or ``dead`` with its reason and release the row, only if the claim
+    still holds it."""
+    values = {
+        "outcome": outcome,
+        "new_attempts": attempts,
+        "reason": reason[:500],
+        "at": at,
+        "next_at": next_attempt_at,
+    }
+    done = connection.execute(_MARK_OUTCOME, {**_fenced(claim, email_id), **values}).rowcount
     return bool(done == 1)
 
 

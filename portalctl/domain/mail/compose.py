@@ -8,7 +8,6 @@ the reason, so that this email alone is marked ``dead`` and the run goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.policy import SMTP
 from email.utils import parseaddr
 from typing import Any
 
@@ -17,7 +16,7 @@ from portalctl.core.email_address import email_address_problem, parse_email_addr
 from portalctl.core.errors import ConfigurationError, InvalidInput
 from portalctl.core.secrets import decrypt_secret
 from portalctl.core.text import quoted
-from portalctl.domain.emails import SECRET_PLACEHOLDER, build_message
+from portalctl.domain.emails import SECRET_PLACEHOLDER, render_message
 from portalctl.domain.mail.transport import OutgoingMessage
 
 
@@ -61,7 +60,7 @@ class Composer:
                 ) from None
             body = body.replace(SECRET_PLACEHOLDER, secret)
         try:
-            message = build_message(
+            data = render_message(
                 sender=self.from_header,
                 recipient=row.recipient.strip(),
                 recipient_name=row.recipient_name,
@@ -69,7 +68,6 @@ class Composer:
                 body=body,
                 message_id=row.message_id,
             )
-            data = message.as_bytes(policy=SMTP)
-        except Exception as error:  # the email package's many ValueError/HeaderParseError kinds
+        except Exception as error:  # e.g. a value the header encoders cannot take
             raise Poison(f"the message cannot be built: {type(error).__name__}") from None
         return OutgoingMessage(row.message_id, self.envelope_from, row.recipient.strip(), data)

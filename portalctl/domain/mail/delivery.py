@@ -153,9 +153,21 @@ def send_due_emails(
     return run.summary
 
 
+@dataclass
+class _Outcome:
+    """A message's outcome, known and not yet recorded: it is recorded in the transaction that
+    checks the next message, so each email costs one transaction."""
+
+    claim: claims.Claim
+    row: Any
+    status: str
+    reason: str | None
+    attempts: int
+    at: datetime
+
+
 class _Run:
-    """One ``mail send``: its claims, its deadline, its counts. Statements go through one
-    writing connection (and one reading connection for the pre-send checks)."""
+    """One ``mail send``: its claims, its deadline, its counts, and its connection."""
 
     def __init__(
         self,
@@ -171,19 +183,24 @@ class _Run:
         self.deadline = time.monotonic() + options.max_seconds
         self.summary = SendSummary()
         self.taken = 0
-        self.writer = engine.connect()
-        self.reader = engine.connect()
-        self.reader.execution_options(**{READ_ONLY_OPTION: True})
+        self.pending: _Outcome | None = None
+        self.connection = engine.connect()
         if engine.dialect.name == "postgresql":
-            # A crash may then lose the last marks, never a send being recorded that did not
-            # happen: those emails are resent with their Message-ID (at-least-once holds).
-            self.writer.exec_driver_sql("SET synchronous_commit = off")
-            self.writer.commit()
+            # Each statement commits by itself (a round trip each instead of four a message);
+            # every statement of a run is fenced on its own, and a claim's UPDATE re-checks
+            # that the rows are still due. Commits do not wait for the WAL flush: a crash may
+            # lose the last marks, never record a send that did not happen, and those emails
+            # are resent with their Message-ID (at-least-once holds).
+            self.connection.execution_options(isolation_level="AUTOCOMMIT")
+            self.connection.exec_driver_sql("SET synchronous_commit = off")
+            self.connection.commit()
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        with self.writer.begin():
-            yield self.writer
+        """A transaction that first records the outcome waiting to be recorded, if any."""
+        with self.connection.begin():
+            self._settle(self.connection)
+            yield self.connection
 
     def _time_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -222,8 +239,8 @@ class _Run:
                 claims.renew_lease(connection, claim, lease=self.options.lease, now=self.now())
 
     def _deliver_one(self, claim: claims.Claim, row: Any) -> None:
-        state = claims.holding_state(self.reader, claim, row.id)
-        self.reader.rollback()
+        with self._transaction() as connection:
+            state = claims.holding_state(connection, claim, row.id)
         if state != "held":
             claim.held.discard(row.id)
             if state == "cancelled":
@@ -232,77 +249,68 @@ class _Run:
         try:
             message = self.composer.compose(row)
         except Poison as poison:
-            self._record(claim, row, "dead", poison.reason, attempted=False)
+            self.pending = _Outcome(claim, row, "dead", poison.reason, row.attempts, self.now())
             return
         window = min(self._time_left(), self._lease_left(claim) - self.options.lease_margin)
         rejection = self.sender.send(message, until=time.monotonic() + window)
+        attempts = row.attempts + 1
         if rejection is None:
-            self._record_sent(claim, row)
+            self.pending = _Outcome(claim, row, "sent", None, attempts, self.now())
+            return
+        dead = rejection.permanent or attempts >= self.options.max_attempts
+        status = "dead" if dead else "failed"
+        self.pending = _Outcome(claim, row, status, rejection.reason, attempts, self.now())
+
+    def _settle(self, connection: Connection) -> None:
+        outcome, self.pending = self.pending, None
+        if outcome is None:
+            return
+        if outcome.status == "sent":
+            self._record_sent(connection, outcome)
         else:
-            attempts = row.attempts + 1
-            dead = rejection.permanent or attempts >= self.options.max_attempts
-            self._record(claim, row, "dead" if dead else "failed", rejection.reason)
+            self._record_failure(connection, outcome)
 
-    def _record_sent(self, claim: claims.Claim, row: Any) -> None:
-        now = self.now()
-        values = {
-            "status": "sent",
-            "sent_at": now,
-            "last_attempt_at": now,
-            "attempts": row.attempts + 1,
-            "secret_ciphertext": None,
-            "last_error": None,
-        }
-        with self._transaction() as connection:
-            if claims.mark(connection, claim, row.id, values):
-                self.summary.sent += 1
-                return
-            cancelled_meanwhile = claims.note_delivered_after_cancel(connection, row.id, now)
+    def _record_sent(self, connection: Connection, outcome: _Outcome) -> None:
         self.summary.sent += 1
-        log.warning(
-            f"email {row.id} was delivered, but "
-            + (
-                "it was cancelled while the server took it"
-                if cancelled_meanwhile
-                else "this run's lease on it had run out"
-            )
-        )
+        email_id = outcome.row.id
+        if claims.mark_sent(connection, outcome.claim, email_id, at=outcome.at):
+            return
+        if claims.note_delivered_after_cancel(connection, email_id, outcome.at):
+            log.warning(f"email {email_id} was delivered, but cancelled while the server took it")
+        else:
+            log.warning(f"email {email_id} was delivered, but this run's lease on it had run out")
 
-    def _record(
-        self, claim: claims.Claim, row: Any, outcome: str, reason: str, *, attempted: bool = True
-    ) -> None:
-        now = self.now()
-        attempts = row.attempts + 1 if attempted else row.attempts
-        values = {
-            "status": outcome,
-            "attempts": attempts,
-            "last_error": reason[:500],
-            "last_attempt_at": now,
-            "next_attempt_at": now if outcome == "dead" else now + retry_delay(attempts),
-        }
-        with self._transaction() as connection:
-            if not claims.mark(connection, claim, row.id, values):
-                return  # cancelled or taken over meanwhile: not this run's outcome to record
-        if outcome == "dead":
+    def _record_failure(self, connection: Connection, outcome: _Outcome) -> None:
+        recorded = claims.mark_outcome(
+            connection,
+            outcome.claim,
+            outcome.row.id,
+            outcome=outcome.status,
+            attempts=outcome.attempts,
+            reason=outcome.reason or "",
+            at=outcome.at,
+            next_attempt_at=outcome.at
+            if outcome.status == "dead"
+            else outcome.at + retry_delay(outcome.attempts),
+        )
+        if not recorded:
+            return  # cancelled or taken over meanwhile: not this run's outcome to record
+        if outcome.status == "dead":
             self.summary.dead += 1
         else:
             self.summary.failed += 1
-        self.summary.reasons.setdefault((outcome, reason), []).append(row.id)
-
-    def _release(self) -> None:
-        with self._transaction() as connection:
-            claims.release_run(connection, run_id=self.run_id)
+        key = (outcome.status, outcome.reason or "")
+        self.summary.reasons.setdefault(key, []).append(outcome.row.id)
 
     def finish(self, operator: str, *, stopped_by: str | None = None) -> None:
-        """Release what is still held, count what remains, audit and log the run."""
+        """Record the last outcome, release what is still held, count what remains, audit
+        and log the run."""
         try:
-            self._release()
-            self.summary.remaining = claims.count_remaining(self.reader, now=self.now())
-            self.reader.rollback()
-            counts = self.summary.counts()
-            if self.taken or stopped_by:
-                with self._transaction() as connection:
-                    details: dict[str, Any] = {**counts}
+            with self._transaction() as connection:
+                claims.release_run(connection, run_id=self.run_id)
+                self.summary.remaining = claims.count_remaining(connection, now=self.now())
+                if self.taken or stopped_by:
+                    details: dict[str, Any] = self.summary.counts()
                     if stopped_by:
                         details["stopped"] = stopped_by
                     record_audit(
@@ -328,10 +336,13 @@ class _Run:
             log.info(self.summary.count_line())
 
     def abandon(self) -> None:
-        """After an unexpected error or an interrupt: let the claims go if the database still
-        answers (else their lease expires), then close."""
+        """After an unexpected error or an interrupt: record the last outcome and let the
+        claims go if the database still answers (else their lease expires), then close."""
         try:
-            self._release()
+            if self.connection.in_transaction():
+                self.connection.rollback()
+            with self._transaction() as connection:
+                claims.release_run(connection, run_id=self.run_id)
         except Exception:  # the database itself may be what failed
             pass
         finally:
@@ -339,11 +350,10 @@ class _Run:
 
     def _close(self) -> None:
         self.sender.close()
-        for connection in (self.writer, self.reader):
-            try:
-                if self.engine.dialect.name == "postgresql" and connection is self.writer:
-                    connection.rollback()
-                    connection.exec_driver_sql("RESET synchronous_commit")
-                    connection.commit()
-            finally:
-                connection.close()
+        try:
+            if self.engine.dialect.name == "postgresql" and not self.connection.invalidated:
+                if self.connection.in_transaction():
+                    self.connection.rollback()
+                self.connection.exec_driver_sql("RESET synchronous_commit")
+        finally:
+            self.connection.close()
