@@ -113,7 +113,7 @@ def test_451_then_250_delivers_on_the_second_attempt(cli, backend):
 def test_backoff_grows_with_jitter(backend):
     from datetime import timedelta
 
-    from portalctl.domain.mail.delivery import retry_delay
+    from portalctl.domain.mail.run_settings import retry_delay
 
     for attempts, minutes in ((1, 1), (2, 2), (3, 4), (10, 360)):
         delays = {retry_delay(attempts) for _ in range(20)}

@@ -109,7 +109,9 @@ def renew_lease(connection: Connection, claim: Claim, *, lease: timedelta, now: 
 _HOLDING = sa.select(_O.status, _O.claimed_by, _O.claim_token).where(
     _O.id == sa.bindparam("email_id")
 )
-_PENDING_LITERALS = [sa.literal_column(f"'{status}'") for status in PENDING_STATUSES]
+_PENDING_LITERALS: list[sa.ColumnElement[str]] = [
+    sa.literal_column(f"'{status}'") for status in PENDING_STATUSES
+]
 _FENCED = (  # the statuses as literals: an expanding IN would re-render the SQL every time
     _O.id == sa.bindparam("email_id"),
     _O.claimed_by == sa.bindparam("run_id"),

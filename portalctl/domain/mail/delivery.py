@@ -13,12 +13,11 @@ nobody, and raises ``MailServerUnavailable`` (exit 8).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -31,89 +30,16 @@ from portalctl.core.logs import get_logger
 from portalctl.domain.audit import record_audit
 from portalctl.domain.mail import claims
 from portalctl.domain.mail.compose import Composer, Poison
-from portalctl.domain.mail.transport import (
-    FileSender,
-    Sender,
-    SmtpSender,
-    parse_smtp_url,
+from portalctl.domain.mail.run_settings import (
+    DeliveryOptions,
+    SendSummary,
+    open_sender,
+    retry_delay,
 )
+from portalctl.domain.mail.transport import Sender
 
 MIN_SEND_WINDOW = 1.0  # seconds: a run does not start a message with less time than this left
 log = get_logger("mail send")
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff (1, 2, 4... minutes, capped at 6 hours) with up to 25% jitter, so
-    emails that failed together are not all retried in the same second."""
-    minutes = min(2 ** max(attempts - 1, 0), 360)
-    return timedelta(minutes=minutes * (1 + random.random() * 0.25))
-
-
-@dataclass
-class SendSummary:
-    """What one run did (SPEC section 3), and why emails failed, for the log."""
-
-    sent: int = 0
-    failed: int = 0
-    dead: int = 0
-    cancelled: int = 0
-    remaining: int = 0
-    reasons: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    stopped: str | None = None
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "sent": self.sent,
-            "failed": self.failed,
-            "dead": self.dead,
-            "cancelled": self.cancelled,
-            "remaining": self.remaining,
-        }
-
-    def count_line(self) -> str:
-        return " ".join(f"{key}={value}" for key, value in self.counts().items())
-
-    def reason_lines(self) -> list[str]:
-        """One line per (outcome, reason): how many, which emails, why."""
-        lines = []
-        for (outcome, reason), ids in self.reasons.items():
-            shown = ", ".join(str(i) for i in ids[:10]) + (" ..." if len(ids) > 10 else "")
-            lines.append(f"{outcome}={len(ids)} reason={reason} emails={shown}")
-        return lines
-
-
-@dataclass(frozen=True)
-class DeliveryOptions:
-    max_attempts: int
-    lease: timedelta
-    chunk_size: int
-    max_seconds: float
-    smtp_timeout: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, max_seconds: float | None) -> DeliveryOptions:
-        def setting(name: str, low: int, high: int) -> int:
-            return settings.integer(name, minimum=low, maximum=high)
-
-        return cls(
-            max_attempts=setting("PORTALCTL_MAIL_MAX_ATTEMPTS", 1, 100),
-            lease=timedelta(seconds=setting("PORTALCTL_MAIL_LEASE_SECONDS", 1, 86_400)),
-            chunk_size=setting("PORTALCTL_MAIL_CHUNK_SIZE", 1, 10_000),
-            max_seconds=max_seconds or setting("PORTALCTL_MAIL_MAX_SECONDS", 1, 86_400),
-            smtp_timeout=setting("PORTALCTL_SMTP_TIMEOUT_SECONDS", 1, 600),
-        )
-
-    @property
-    def lease_margin(self) -> float:
-        """Seconds kept free at the end of a lease for recording the outcome."""
-        return min(5.0, self.lease.total_seconds() / 3)
-
-
-def open_sender(settings: Settings, options: DeliveryOptions) -> Sender:
-    url = settings.get("PORTALCTL_SMTP_URL")
-    if url:
-        return SmtpSender(parse_smtp_url(url), command_timeout=options.smtp_timeout)
-    return FileSender(settings.get("PORTALCTL_MAIL_DIR") or "outbox-mail")
 
 
 def count_due_emails(engine: Engine, *, now: datetime | None = None) -> int:
