@@ -9,6 +9,7 @@ import hmac
 import os
 import secrets
 import unicodedata
+from functools import lru_cache
 
 # scrypt cost (n=2**14, r=8, p=1: ~16 MiB and tens of milliseconds a hash).
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -75,6 +76,7 @@ def generate_code(digits: int) -> str:
     return "".join(secrets.choice("0123456789") for _ in range(digits))
 
 
+@lru_cache(maxsize=4)  # one key a run: deriving it again for every email cost as much as decrypting
 def _fernet(key: bytes):
     from cryptography.fernet import Fernet
 

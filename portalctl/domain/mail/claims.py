@@ -146,12 +146,7 @@ _MARK_OUTCOME = (
 )
 
 
-def holding_state(connection: Connection, claim: Claim, email_id: int) -> str:
-    """``held`` while the row is still this claim's and pending; ``cancelled`` if it was
-    cancelled meanwhile; ``lost`` otherwise (another run has it, or it was retried by hand)."""
-    row = connection.execute(_HOLDING, {"email_id": email_id}).first()
-    if row is None:
-        return "lost"
+def _state(row: Any, claim: Claim) -> str:
     if row.status == "cancelled":
         return "cancelled"
     held = (
@@ -160,6 +155,24 @@ def holding_state(connection: Connection, claim: Claim, email_id: int) -> str:
         and row.claim_token == claim.token
     )
     return "held" if held else "lost"
+
+
+def holding_states(connection: Connection, claim: Claim, email_ids: list[int]) -> dict[int, str]:
+    """For each email: ``held`` while it is still this claim's and pending; ``cancelled`` if
+    it was cancelled meanwhile; ``lost`` otherwise (another run has it, it was retried by hand,
+    or it is gone)."""
+    rows = connection.execute(
+        sa.select(_O.id, _O.status, _O.claimed_by, _O.claim_token).where(_O.id.in_(email_ids))
+    ).all()
+    states = dict.fromkeys(email_ids, "lost")
+    states.update((row.id, _state(row, claim)) for row in rows)
+    return states
+
+
+def holding_state(connection: Connection, claim: Claim, email_id: int) -> str:
+    """``holding_states`` of one email."""
+    row = connection.execute(_HOLDING, {"email_id": email_id}).first()
+    return "lost" if row is None else _state(row, claim)
 
 
 def _fenced(claim: Claim, email_id: int) -> dict[str, Any]:

@@ -39,6 +39,8 @@ from portalctl.domain.mail.run_settings import (
 from portalctl.domain.mail.transport import Sender
 
 MIN_SEND_WINDOW = 1.0  # seconds: a run does not start a message with less time than this left
+FRESH_CHECK_SECONDS = 0.05  # how old the database's word on an email may be when it is sent
+CHECK_AHEAD = 50  # emails one check answers for
 log = get_logger("mail send")
 
 
@@ -81,8 +83,7 @@ def send_due_emails(
 
 @dataclass
 class _Outcome:
-    """A message's outcome, known and not yet recorded: it is recorded in the transaction that
-    checks the next message, so each email costs one transaction."""
+    """What became of one message, to be recorded."""
 
     claim: claims.Claim
     row: Any
@@ -109,7 +110,9 @@ class _Run:
         self.deadline = time.monotonic() + options.max_seconds
         self.summary = SendSummary()
         self.taken = 0
-        self.pending: _Outcome | None = None
+        self.order: list[int] = []
+        self.known: dict[int, str] = {}
+        self.known_at = 0.0
         self.connection = engine.connect()
         if engine.dialect.name == "postgresql":
             # Each statement commits by itself (a round trip each instead of four a message);
@@ -123,9 +126,7 @@ class _Run:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        """A transaction that first records the outcome waiting to be recorded, if any."""
         with self.connection.begin():
-            self._settle(self.connection)
             yield self.connection
 
     def _time_left(self) -> float:
@@ -148,6 +149,7 @@ class _Run:
             if not claim.rows:
                 return
             self.taken += len(claim.rows)
+            self.order, self.known = [row.id for row in claim.rows], {}
             for row in claim.rows:
                 if self._time_left() < MIN_SEND_WINDOW:
                     self.summary.stopped = "deadline"
@@ -164,9 +166,20 @@ class _Run:
             with self._transaction() as connection:
                 claims.renew_lease(connection, claim, lease=self.options.lease, now=self.now())
 
+    def _holding_state(self, claim: claims.Claim, row: Any) -> str:
+        """Whether the run still holds ``row`` and it is still to go, as the database said at
+        most ``FRESH_CHECK_SECONDS`` ago: one query answers for the next emails of the chunk.
+        (That the lease has not run out is checked before every email, on the clock: see
+        ``_keep_lease`` and the send window.)"""
+        if row.id not in self.known or time.monotonic() - self.known_at > FRESH_CHECK_SECONDS:
+            upcoming = [i for i in self.order[self.order.index(row.id) :] if i in claim.held]
+            with self._transaction() as connection:
+                self.known = claims.holding_states(connection, claim, upcoming[:CHECK_AHEAD])
+            self.known_at = time.monotonic()
+        return self.known.pop(row.id)
+
     def _deliver_one(self, claim: claims.Claim, row: Any) -> None:
-        with self._transaction() as connection:
-            state = claims.holding_state(connection, claim, row.id)
+        state = self._holding_state(claim, row)
         if state != "held":
             claim.held.discard(row.id)
             if state == "cancelled":
@@ -175,26 +188,26 @@ class _Run:
         try:
             message = self.composer.compose(row)
         except Poison as poison:
-            self.pending = _Outcome(claim, row, "dead", poison.reason, row.attempts, self.now())
+            self._record(_Outcome(claim, row, "dead", poison.reason, row.attempts, self.now()))
             return
         window = min(self._time_left(), self._lease_left(claim) - self.options.lease_margin)
         rejection = self.sender.send(message, until=time.monotonic() + window)
         attempts = row.attempts + 1
         if rejection is None:
-            self.pending = _Outcome(claim, row, "sent", None, attempts, self.now())
+            self._record(_Outcome(claim, row, "sent", None, attempts, self.now()))
             return
         dead = rejection.permanent or attempts >= self.options.max_attempts
         status = "dead" if dead else "failed"
-        self.pending = _Outcome(claim, row, status, rejection.reason, attempts, self.now())
+        self._record(_Outcome(claim, row, status, rejection.reason, attempts, self.now()))
 
-    def _settle(self, connection: Connection) -> None:
-        outcome, self.pending = self.pending, None
-        if outcome is None:
-            return
-        if outcome.status == "sent":
-            self._record_sent(connection, outcome)
-        else:
-            self._record_failure(connection, outcome)
+    def _record(self, outcome: _Outcome) -> None:
+        """Record an outcome at once, in its own transaction: a crash after the server took a
+        message then resends at most that one."""
+        with self._transaction() as connection:
+            if outcome.status == "sent":
+                self._record_sent(connection, outcome)
+            else:
+                self._record_failure(connection, outcome)
 
     def _record_sent(self, connection: Connection, outcome: _Outcome) -> None:
         self.summary.sent += 1
@@ -229,8 +242,7 @@ class _Run:
         self.summary.reasons.setdefault(key, []).append(outcome.row.id)
 
     def finish(self, operator: str, *, stopped_by: str | None = None) -> None:
-        """Record the last outcome, release what is still held, count what remains, audit
-        and log the run."""
+        """Release what is still held, count what remains, audit and log the run."""
         try:
             with self._transaction() as connection:
                 claims.release_run(connection, run_id=self.run_id)
@@ -262,8 +274,8 @@ class _Run:
             log.info(self.summary.count_line())
 
     def abandon(self) -> None:
-        """After an unexpected error or an interrupt: record the last outcome and let the
-        claims go if the database still answers (else their lease expires), then close."""
+        """After an unexpected error or an interrupt: let the claims go if the database still
+        answers (else their lease expires), then close."""
         try:
             if self.connection.in_transaction():
                 self.connection.rollback()
