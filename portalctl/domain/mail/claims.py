@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,22 +72,28 @@ def claim_due(
     Two statements, not ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``: PostgreSQL may run such
     a subquery once per row it updates (a semi join) and so lease more than ``limit`` rows. The
     first locks the chosen rows (``SKIP LOCKED``: not those another run is claiming); on SQLite
-    the transaction's write lock keeps the two together.
+    the transaction's write lock keeps the two together. The second re-checks that each row is
+    still due, so a row another run leased in between (a run's connection on PostgreSQL commits
+    each statement by itself) is never taken twice.
     """
     token = secrets.token_hex(16)
     due = sa.select(_O.id).where(due_condition(now)).order_by(_O.next_attempt_at, _O.id)
     due = due.limit(limit)
     if connection.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    ids = connection.execute(due).scalars().all()
-    if not ids:
-        return Claim(run_id, token, now + lease, [])
-    claimed = connection.execute(
-        outbox.update()
-        .where(_O.id.in_(ids), due_condition(now))
-        .values(claimed_by=run_id, claim_token=token, claimed_until=now + lease)
-        .returning(*_CLAIMED_COLUMNS)
-    ).all()
+    claimed: Sequence[Any] = []
+    for _attempt in range(3):  # another run may lease the chosen rows first: choose again
+        ids = connection.execute(due).scalars().all()
+        if not ids:
+            break
+        claimed = connection.execute(
+            outbox.update()
+            .where(_O.id.in_(ids), due_condition(now))
+            .values(claimed_by=run_id, claim_token=token, claimed_until=now + lease)
+            .returning(*_CLAIMED_COLUMNS)
+        ).all()
+        if claimed:
+            break
     rows = sorted(claimed, key=lambda row: (row.next_attempt_at, row.id))
     return Claim(run_id, token, now + lease, rows, {row.id for row in rows})
 
