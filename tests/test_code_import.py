@@ -137,3 +137,31 @@ def test_kill_9_mid_run_then_a_re_run_issues_exactly_the_rest(backend, tmp_path,
     assert backend.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'code.issue'") == rows
     states = [r["state"] for r in backend.rows("SELECT state FROM code_batches ORDER BY id")]
     assert states[-1] == "completed" and set(states[:-1]) <= {"failed", "running"}
+
+
+def test_a_file_replacing_a_contacts_code_cancels_its_unsent_email(cli, backend, tmp_path):
+    single = cli(
+        "codes",
+        "issue",
+        "--tin",
+        "100000000",
+        "--admin-name",
+        "Admin 0",
+        "--admin-email",
+        "admin0@example.org",
+        "-f",
+        "json",
+    )
+    assert single.exit_code == 0, single.stderr
+    path = credentialing_file(tmp_path / "c.csv", 2)
+    assert cli("codes", "issue", "--csv", str(path)).exit_code == 0
+    rows = backend.rows(
+        "SELECT c.status AS code, o.status AS email, o.secret_ciphertext "
+        "FROM registration_codes c JOIN outbox o ON o.code_id = c.id "
+        "WHERE c.id = :id",
+        id=single.json()["id"],
+    )
+    assert [(r["code"], r["email"], r["secret_ciphertext"]) for r in rows] == [
+        ("revoked", "cancelled", None)
+    ]
+    assert backend.scalar("SELECT COUNT(*) FROM registration_codes WHERE status = 'active'") == 2

@@ -79,9 +79,13 @@ def find(
             exact=exact,
             limit=limit + 1,
         )
-        found = find_accounts(connection, query)
         rt.show_listing(
-            found, fmt, limit=limit, reveal=reveal, command="accounts find", columns=columns
+            find_accounts(connection, query),
+            fmt,
+            limit=limit,
+            reveal=reveal,
+            command="accounts find",
+            columns=columns,
         )
 
 

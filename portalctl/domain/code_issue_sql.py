@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from portalctl.core.config import Settings
 from portalctl.domain.emails import credentialing_body, credentialing_subject
+from portalctl.domain.outbox import CANCELLABLE_STATUSES
 
 _NAME_MARK, _PROVIDER_MARK = "\ue000", "\ue001"  # private-use characters
 
@@ -29,6 +30,17 @@ def chunk_statements(
             WHERE status IN ('active', 'locked') AND EXISTS (
                 SELECT 1 FROM {stage} s WHERE {pending} AND s.tin = registration_codes.tin
                   AND lower(s.admin_email) = lower(registration_codes.admin_email))""",
+        # ... and their emails not sent yet never go (cancelled, the secret erased).
+        "emails_cancelled": f"""
+            UPDATE outbox SET status = 'cancelled', cancelled_at = :now,
+                   cancel_reason = 'code replaced', secret_ciphertext = NULL,
+                   claimed_by = NULL, claimed_until = NULL, claim_token = NULL
+            WHERE status IN ({", ".join(f"'{status}'" for status in CANCELLABLE_STATUSES)})
+              AND code_id IN (
+                SELECT r.id FROM registration_codes r JOIN {stage} s
+                  ON s.tin = r.tin AND lower(s.admin_email) = lower(r.admin_email)
+                WHERE {pending} AND r.status = 'revoked' AND r.revoke_reason = 'replaced'
+                  AND r.revoked_at = :now)""",
         "codes_issued": f"""
             INSERT INTO registration_codes (tin, code_hmac, status, admin_name, admin_email,
                                             provider_name, issued_by, issued_at, expires_at,
