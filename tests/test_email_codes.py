@@ -192,15 +192,19 @@ def test_an_undelivered_email_stays_queued_and_is_stopped_when_replaced(john, cl
     assert result.stderr.endswith("; it stays queued for `mail send`\n")
     row = backend.rows("SELECT * FROM outbox")[0]
     assert (row["status"], row["claimed_by"], row["attempts"]) == ("queued", None, 0)
-    assert row["last_error"] and row["secret_ciphertext"]
+    assert row["secret_ciphertext"]  # a server failure charges the email nothing
     with SmtpServer(ScriptedHandler()) as server:
         assert email_code(cli, server.url).exit_code == 0
         sent = cli("mail", "send", "-f", "json", env={"PORTALCTL_SMTP_URL": server.url})
-    assert sent.json()["claimed"] == 0
+    assert sent.json()["sent"] == 0
     first, second = backend.rows(
-        "SELECT status, last_error, secret_ciphertext FROM outbox ORDER BY id"
+        "SELECT status, cancel_reason, secret_ciphertext FROM outbox ORDER BY id"
     )
-    assert dict(first) == {"status": "dead", "last_error": "replaced", "secret_ciphertext": None}
+    assert dict(first) == {
+        "status": "cancelled",
+        "cancel_reason": "code replaced",
+        "secret_ciphertext": None,
+    }
     assert second["status"] == "sent"
     assert len(server.handler.received) == 1
 

