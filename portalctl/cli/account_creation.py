@@ -11,6 +11,7 @@ from portalctl.cli.runtime import (
     OutputFormat,
     RevealOption,
     emit,
+    logged_run,
     read_secret,
     runtime,
     say,
@@ -181,10 +182,11 @@ def import_accounts(
     from portalctl.domain.account_import import import_accounts_csv
 
     rt = runtime(ctx)
-    with progress_bar("importing") as progress:
+    with logged_run("accounts import") as log_summary, progress_bar("importing") as progress:
         summary = import_accounts_csv(
             rt.writing_engine(), file, operator=rt.operator_name, progress=progress
         )
+        log_summary(summary)
     emit(summary, fmt)
 
 

@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from portalctl import __version__
 from portalctl.cli import audit
 from portalctl.cli.groups import COMMAND_GROUPS
-from portalctl.cli.runtime import Runtime
+from portalctl.cli.runtime import Runtime, configure_output
 from portalctl.core.errors import ExitCode, PortalError
 from portalctl.core.text import escape_controls
 
@@ -177,6 +177,15 @@ def main_options(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log lines on stderr at a terminal too, with details."
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
@@ -188,6 +197,7 @@ def main_options(
     Example: portalctl --operator jdoe accounts find --name smith
     """
     ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator, debug=debug)
+    configure_output(quiet=quiet, verbose=verbose)
 
 
 app.command("audit")(audit.audit)

@@ -12,6 +12,7 @@ from portalctl.cli.runtime import (
     RevealOption,
     command_group,
     emit,
+    logged_run,
     printing_refused_record,
     read_secret,
     runtime,
@@ -79,7 +80,10 @@ def issue(
 
     rt = runtime(ctx)
     if csv_file is not None:
-        with progress_bar("issuing codes") as progress:
+        with (
+            logged_run("codes issue --csv") as log_summary,
+            progress_bar("issuing codes") as progress,
+        ):
             summary = issue_codes_from_csv(
                 rt.writing_engine(),
                 csv_file,
@@ -90,6 +94,7 @@ def issue(
                 chunk_size=chunk_size,
                 progress=progress,
             )
+            log_summary(summary)
         emit(summary, fmt)
         return
     if tin is None or admin_name is None or admin_email is None:

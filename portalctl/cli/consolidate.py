@@ -10,6 +10,7 @@ from portalctl.cli.runtime import (
     OutputFormat,
     command_group,
     emit,
+    logged_run,
     printing_refused_record,
     runtime,
 )
@@ -106,7 +107,11 @@ def run(
     from portalctl.domain.consolidation import run_consolidation_file
 
     rt = runtime(ctx)
-    with printing_refused_record(fmt), progress_bar("consolidating") as progress:
+    with (
+        logged_run("consolidate run") as log_summary,
+        printing_refused_record(fmt),
+        progress_bar("consolidating") as progress,
+    ):
         summary = run_consolidation_file(
             rt.writing_engine(),
             file,
@@ -118,6 +123,7 @@ def run(
             report_path=report,
             progress=progress,
         )
+        log_summary(summary)
     emit(summary, fmt)
 
 

@@ -1,6 +1,5 @@
 """``portalctl mail``: deliver the outbox (for cron), list, show, retry and cancel emails."""
 
-import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -68,15 +67,12 @@ def send(
     \b
     Example: portalctl mail send --limit 500
     """
-    from portalctl.core.logs import configure_stderr_logging
     from portalctl.domain.mail.delivery import count_due_emails, send_due_emails
 
     rt = runtime(ctx)
     if dry_run:
         emit({"due": count_due_emails(rt.engine()), "dry_run": True}, fmt)
         return
-    if not sys.stderr.isatty():
-        configure_stderr_logging()
     summary = send_due_emails(
         rt.engine(),
         operator=rt.operator_name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -239,10 +239,49 @@ def emit(
     typer.echo(render(data, fmt.value, reveal=reveal, columns=columns))
 
 
+_quiet = False
+
+
+def configure_output(*, quiet: bool, verbose: bool) -> None:
+    """``-q``: no messages and no info log lines, only warnings and errors; ``-v``: log lines
+    at a terminal too, down to details. Without a terminal (cron) bulk commands log their
+    summary and failures as timestamped lines."""
+    global _quiet
+    _quiet = quiet
+    if verbose or not sys.stderr.isatty():
+        import logging
+
+        from portalctl.core.logs import configure_stderr_logging
+
+        level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+        configure_stderr_logging(level)
+
+
 def say(message: str) -> None:
-    """A message for a person: stderr, and only when stderr is a terminal."""
-    if sys.stderr.isatty():
+    """A message for a person: stderr, and only when stderr is a terminal (never with -q)."""
+    if sys.stderr.isatty() and not _quiet:
         typer.echo(message, err=True)
+
+
+@contextmanager
+def logged_run(command: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A bulk command's log: one timestamped line with its summary's counts when it ends (a
+    warning when rows were not applied), written where logging was configured: without a
+    terminal, or with -v. A run refused whole ends with its one ``portalctl:`` error line."""
+    from portalctl.core.errors import PortalError
+    from portalctl.core.logs import get_logger
+
+    log = get_logger(command)
+
+    def summary_line(summary: dict[str, Any]) -> str:
+        return " ".join(f"{key}={value}" for key, value in summary.items() if key != "file")
+
+    try:
+        yield lambda summary: log.info(summary_line(summary))
+    except PortalError as error:
+        if isinstance(error.record, dict):  # a run that finished with rows not applied
+            log.warning(f"{summary_line(error.record)} ({error.message})")
+        raise
 
 
 @contextmanager
