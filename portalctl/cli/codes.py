@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from portalctl.cli.bulk_options import FailedRowsOption, SkipInvalidOption
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
@@ -62,6 +63,8 @@ def issue(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="With --csv: rows per transaction.")
     ] = 10_000,
+    skip_invalid: SkipInvalidOption = False,
+    failed_rows: FailedRowsOption = None,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -82,6 +85,7 @@ def issue(
     if csv_file is not None:
         with (
             logged_run("codes issue --csv") as log_summary,
+            printing_refused_record(fmt),
             progress_bar("issuing codes") as progress,
         ):
             summary = issue_codes_from_csv(
@@ -93,6 +97,8 @@ def issue(
                 send_email=not no_email,
                 chunk_size=chunk_size,
                 progress=progress,
+                skip_invalid=skip_invalid,
+                failed_rows_path=failed_rows,
             )
             log_summary(summary)
         emit(summary, fmt)
