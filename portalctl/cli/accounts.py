@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from portalctl.cli.bulk_options import SkipInvalidOption
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
@@ -220,21 +221,48 @@ def verify(
 def _status_command(action: str, doc: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
-        username: UsernameArgument,
+        username: Annotated[
+            str | None, typer.Argument(help="The account's username (any case).")
+        ] = None,
         reason: ReasonOption = None,
+        csv_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--csv",
+                help="Every account of this CSV (username, optional reason: --reason is the "
+                "reason of rows without one), checked whole, then in one transaction; '-' "
+                "reads stdin.",
+            ),
+        ] = None,
+        skip_invalid: SkipInvalidOption = False,
         fmt: FormatOption = OutputFormat.table,
     ) -> None:
+        from portalctl.core.errors import UsageError
         from portalctl.domain.account_changes import change_account_status
+        from portalctl.domain.batch_changes import BatchOptions, change_statuses_from_csv
 
         rt = runtime(ctx)
-        with rt.transaction() as connection:
-            record = change_account_status(
-                connection,
-                operator=rt.operator_name,
-                username=username,
-                action=action,
-                reason=reason,
-            )
+        if (username is None) == (csv_file is None):
+            raise UsageError("give a USERNAME, or --csv FILE")
+        with printing_refused_record(fmt), rt.transaction() as connection:
+            if csv_file is not None:
+                options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+                record = change_statuses_from_csv(
+                    connection,
+                    csv_file,
+                    operator=rt.operator_name,
+                    action=action,
+                    options=options,
+                )
+            else:
+                assert username is not None
+                record = change_account_status(
+                    connection,
+                    operator=rt.operator_name,
+                    username=username,
+                    action=action,
+                    reason=reason,
+                )
         emit(record, fmt)
 
     command.__doc__ = doc

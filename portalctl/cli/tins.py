@@ -1,9 +1,11 @@
 """``portalctl tins``: a Tax ID's page, linking it to an account, and unlinking it."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from portalctl.cli.bulk_options import SkipInvalidOption
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
@@ -11,6 +13,7 @@ from portalctl.cli.runtime import (
     RevealOption,
     command_group,
     emit,
+    printing_refused_record,
     read_secret,
     runtime,
 )
@@ -47,8 +50,10 @@ def show(
 @app.command("link")
 def link(
     ctx: typer.Context,
-    username: UsernameOption,
-    tin: TinOption,
+    username: Annotated[
+        str | None, typer.Option("--username", "-u", help="The account's username.")
+    ] = None,
+    tin: Annotated[str | None, typer.Option("--tin", help="The TIN.")] = None,
     code: Annotated[
         str | None,
         typer.Option(
@@ -69,6 +74,15 @@ def link(
         str | None,
         typer.Option("--role", help="Manual links only: security_admin or user (default user)."),
     ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Manual links from this CSV (username,tin, optional role and reason: --reason "
+            "is the reason of rows without one), checked whole, then in one transaction.",
+        ),
+    ] = None,
+    skip_invalid: SkipInvalidOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
@@ -80,10 +94,25 @@ def link(
     \b
     Example: portalctl tins link -u james.smith --tin 061137531 --code 48213377
     """
+    from portalctl.core.errors import UsageError
     from portalctl.core.tin import Tin
     from portalctl.domain.registration import link_tin
 
     rt = runtime(ctx)
+    if csv_file is not None:
+        from portalctl.domain.batch_changes import BatchOptions, link_tins_from_csv
+
+        if username is not None or tin is not None or code is not None:
+            raise UsageError("--csv takes every link from the file: no -u, --tin or --code")
+        options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+        with printing_refused_record(fmt), rt.transaction() as connection:
+            summary = link_tins_from_csv(
+                connection, csv_file, operator=rt.operator_name, options=options
+            )
+        emit(summary, fmt)
+        return
+    if username is None or tin is None:
+        raise UsageError("give -u USERNAME and --tin TIN, or --csv FILE")
     parsed = Tin.parse(tin)
     if code is None and (code_stdin or reason is None):
         code = read_secret(

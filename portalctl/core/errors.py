@@ -29,6 +29,8 @@ class PortalError(Exception):
     with ``verified: false``, a bulk run's summary)."""
 
     exit_code: ExitCode = ExitCode.BUG
+    # True for a failure that reports work done or recorded, which its transaction keeps.
+    keeps_changes = False
 
     def __init__(self, message: str, *, details: list[str] | None = None, record: Any = None):
         super().__init__(message)
@@ -65,6 +67,8 @@ class RecordedRefusal(Refused):
 
     The transaction helpers commit before re-raising it; every other error rolls back."""
 
+    keeps_changes = True
+
 
 class InvalidInput(PortalError):
     """Malformed input (TIN, email, CSV, a value too long); nothing was written."""
@@ -73,9 +77,11 @@ class InvalidInput(PortalError):
 
 
 class PartlyApplied(PortalError):
-    """A bulk run applied the good rows and skipped the others (``--skip-invalid``)."""
+    """A bulk run applied the good rows and skipped the others (``--skip-invalid``): what it
+    applied stays."""
 
     exit_code = ExitCode.PARTIAL
+    keeps_changes = True
 
 
 class DatabaseUnavailable(PortalError):
