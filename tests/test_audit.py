@@ -11,7 +11,7 @@ from portalctl.domain.audit import AuditFilter, list_audit, record_audit
 
 def test_records_are_filtered_by_operator_action_account_tin_and_time(backend, cli):
     cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy")
-    cli("--operator", "rep-2", "accounts", "disable", "amy", "--reason", "left")
+    cli("--operator", "rep-2", "accounts", "disable", "--yes", "amy", "--reason", "left")
     cli(
         "accounts",
         "create",

@@ -29,7 +29,7 @@ def test_disable_csv_changes_every_account_in_one_go_with_an_audit_record_each(
         make_account(backend, f"user{n}")
     path = tmp_path / "leavers.csv"
     path.write_text("username,reason\n" + "".join(f"USER{n},left\n" for n in range(30)))
-    result = cli("accounts", "disable", "--csv", str(path), "-f", "json")
+    result = cli("accounts", "disable", "--yes", "--csv", str(path), "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert result.json() == {"file": str(path), "action": "disable", "changed": 30, "invalid": 0}
     assert backend.scalar("SELECT COUNT(*) FROM accounts WHERE status = 'disabled'") == 30
@@ -39,7 +39,7 @@ def test_disable_csv_changes_every_account_in_one_go_with_an_audit_record_each(
 
 
 def test_a_batch_costs_the_same_statements_whatever_its_size(backend, tmp_path):
-    from portalctl.domain.batch_changes import change_statuses_from_csv
+    from portalctl.domain.batch_changes import change_statuses_from_csv, read_batch_file
 
     for n in range(60):
         make_account(backend, f"user{n}")
@@ -52,7 +52,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(backend, tmp_path):
             with backend.engine.begin() as connection:
                 change_statuses_from_csv(
                     connection,
-                    path,
+                    read_batch_file(path, _options(reason="batch"), link=False),
                     operator="ops",
                     action="disable",
                     options=_options(reason="batch"),
@@ -75,14 +75,17 @@ def test_a_bad_row_writes_nothing_and_skip_invalid_applies_the_rest(cli, backend
     path = tmp_path / "f.csv"
     path.write_text("username\nann\nnobody\ncal\nbob\nann\n")
     before = dump_tables(backend)
-    refused = cli("accounts", "disable", "--csv", str(path), "--reason", "audit")
+    refused = cli("accounts", "disable", "--yes", "--csv", str(path), "--reason", "audit")
     assert refused.exit_code == 5
     assert refused.stderr.startswith(f"portalctl: {path}: 3 invalid rows, nothing was written")
     assert dump_tables(backend) == before
-    assert cli("accounts", "disable", "--csv", str(path)).exit_code == 5  # no reason at all
+    assert (
+        cli("accounts", "disable", "--yes", "--csv", str(path)).exit_code == 5
+    )  # no reason at all
     partial = cli(
         "accounts",
         "disable",
+        "--yes",
         "--csv",
         str(path),
         "--reason",

@@ -350,7 +350,7 @@ def test_the_code_length_is_a_setting(john, cli, backend):
 def test_accounts_using_the_address_are_counted(john, cli, server):
     make_account(cli, "john.smith.2019", USER)
     make_account(cli, "jsmith_old", USER)
-    cli("accounts", "disable", "jsmith_old", "--reason", "left")
+    cli("accounts", "disable", "--yes", "jsmith_old", "--reason", "left")
     result = email_code(cli, server.url)
     assert result.json()["accounts_using_email"] == 1
 
@@ -362,7 +362,7 @@ def test_only_an_active_account_gets_a_code(john, cli, backend, server, status_c
         cli("consolidate", "one", "--primary", "primary.john", "--secondary", USER)
         status = "merged"
     else:
-        cli("accounts", "disable", USER, "--reason", "left")
+        cli("accounts", "disable", "--yes", USER, "--reason", "left")
         status = "disabled"
     result = email_code(cli, server.url)
     assert (result.exit_code, result.stderr) == (

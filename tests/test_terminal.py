@@ -39,3 +39,19 @@ def test_a_secret_typed_at_a_terminal_is_not_echoed(cli, backend):
     code, shown = run_in_terminal(["accounts", "verify", "amy"], backend.env, answers=["Teal-Blue"])
     assert code == 0, shown
     assert "Security answer:" in shown and "Teal-Blue" not in shown
+
+
+def test_disabling_asks_at_a_terminal_and_no_changes_nothing(cli, backend):
+    from consolidation_support import make_account
+
+    make_account(backend, "amy")
+    code, shown = run_in_terminal(
+        ["accounts", "disable", "amy", "--reason", "left"], backend.env, answers=["n"]
+    )
+    assert code == 0 and "disable account 'amy': it can no longer be used? [y/N]" in shown
+    assert "cancelled: nothing was changed" in shown
+    assert backend.scalar("SELECT status FROM accounts") == "active"
+    code, shown = run_in_terminal(
+        ["accounts", "disable", "amy", "--reason", "left"], backend.env, answers=["y"]
+    )
+    assert code == 0 and backend.scalar("SELECT status FROM accounts") == "disabled"

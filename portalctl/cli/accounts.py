@@ -8,16 +8,20 @@ import typer
 
 from portalctl.cli.bulk_options import SkipInvalidOption
 from portalctl.cli.runtime import (
+    HANDFUL,
     FormatOption,
     OutputFormat,
     ReasonOption,
     RevealOption,
+    YesOption,
     command_group,
+    confirm,
     emit,
     printing_refused_record,
     read_secret,
     runtime,
 )
+from portalctl.core.text import quoted
 
 app = command_group("accounts")
 
@@ -235,24 +239,30 @@ def _status_command(action: str, doc: str) -> Callable[..., None]:
             ),
         ] = None,
         skip_invalid: SkipInvalidOption = False,
+        yes: YesOption = False,
         fmt: FormatOption = OutputFormat.table,
     ) -> None:
         from portalctl.core.errors import UsageError
         from portalctl.domain.account_changes import change_account_status
-        from portalctl.domain.batch_changes import BatchOptions, change_statuses_from_csv
+        from portalctl.domain.batch_changes import (
+            BatchOptions,
+            change_statuses_from_csv,
+            read_batch_file,
+        )
 
         rt = runtime(ctx)
         if (username is None) == (csv_file is None):
             raise UsageError("give a USERNAME, or --csv FILE")
+        options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+        batch = read_batch_file(csv_file, options, link=False) if csv_file else None
+        if batch is not None and batch.applicable > HANDFUL:
+            confirm(f"{action} the {batch.applicable} accounts of {batch.source}", yes=yes)
+        elif action == "disable" and username is not None:
+            confirm(f"disable account {quoted(username)}: it can no longer be used", yes=yes)
         with printing_refused_record(fmt), rt.transaction() as connection:
-            if csv_file is not None:
-                options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+            if batch is not None:
                 record = change_statuses_from_csv(
-                    connection,
-                    csv_file,
-                    operator=rt.operator_name,
-                    action=action,
-                    options=options,
+                    connection, batch, operator=rt.operator_name, action=action, options=options
                 )
             else:
                 assert username is not None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
     from portalctl.core.config import Settings
     from portalctl.core.readonly_db import ReadOnlyConnection
+
+
+T = TypeVar("T")
 
 
 class OutputFormat(StrEnum):
@@ -40,6 +43,12 @@ RevealOption = Annotated[
     bool,
     typer.Option("--reveal", help="Show full TINs instead of *****1234 (writes an audit record)."),
 ]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Answer the confirmation: go ahead without asking.")
+]
+# A change of more rows than this asks for confirmation first.
+HANDFUL = 5
+
 # Optional to Click: the domain's one reason rule says what is missing, the same everywhere.
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why (required; kept in the audit log).")
@@ -297,6 +306,38 @@ def printing_refused_record(fmt: OutputFormat) -> Iterator[None]:
         if error.record is not None:
             emit(error.record, fmt)
         raise
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Commands that disable or merge accounts, remove an organisation's last administrator,
+    or change more than a handful of rows say what they will do and ask, at a terminal;
+    ``--yes`` answers; without a terminal and without ``--yes`` they stop (usage error), and
+    an answer "no" changes nothing (exit 0)."""
+    from portalctl.core.errors import Cancelled, UsageError
+
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError(f"{question}? Not without confirmation: give --yes (no terminal to ask)")
+    try:
+        answer = typer.confirm(f"{question}?", default=False, err=True)
+    except typer.Abort:
+        answer = False
+    if not answer:
+        raise Cancelled("cancelled: nothing was changed")
+
+
+def confirmed(work: Callable[[bool], T], *, yes: bool) -> T:
+    """``work(confirmed)``; when it stops at a change that needs confirming
+    (``ConfirmationNeeded``, its transaction rolled back), ask (``confirm``) and run it again
+    confirmed. Nothing is held while the question waits for its answer."""
+    from portalctl.core.errors import ConfirmationNeeded
+
+    try:
+        return work(yes)
+    except ConfirmationNeeded as question:
+        confirm(question.message, yes=False)
+        return work(True)
 
 
 def read_secret(

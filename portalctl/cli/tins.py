@@ -1,17 +1,21 @@
 """``portalctl tins``: a Tax ID's page, linking it to an account, and unlinking it."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from portalctl.cli.bulk_options import SkipInvalidOption
 from portalctl.cli.runtime import (
+    HANDFUL,
     FormatOption,
     OutputFormat,
     ReasonOption,
     RevealOption,
+    YesOption,
     command_group,
+    confirm,
+    confirmed,
     emit,
     printing_refused_record,
     read_secret,
@@ -83,6 +87,7 @@ def link(
         ),
     ] = None,
     skip_invalid: SkipInvalidOption = False,
+    yes: YesOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
@@ -100,14 +105,21 @@ def link(
 
     rt = runtime(ctx)
     if csv_file is not None:
-        from portalctl.domain.batch_changes import BatchOptions, link_tins_from_csv
+        from portalctl.domain.batch_changes import (
+            BatchOptions,
+            link_tins_from_csv,
+            read_batch_file,
+        )
 
         if username is not None or tin is not None or code is not None:
             raise UsageError("--csv takes every link from the file: no -u, --tin or --code")
         options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+        batch = read_batch_file(csv_file, options, link=True)
+        if batch.applicable > HANDFUL:
+            confirm(f"link the {batch.applicable} TINs of {batch.source} by hand", yes=yes)
         with printing_refused_record(fmt), rt.transaction() as connection:
             summary = link_tins_from_csv(
-                connection, csv_file, operator=rt.operator_name, options=options
+                connection, batch, operator=rt.operator_name, options=options
             )
         emit(summary, fmt)
         return
@@ -144,6 +156,7 @@ def unlink(
     force: Annotated[
         bool, typer.Option("--force", help="Allow removing the TIN's last security_admin.")
     ] = False,
+    yes: YesOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Remove an account's access to a TIN (refuses to remove its last security_admin).
@@ -156,13 +169,17 @@ def unlink(
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin)
-    with rt.transaction() as connection:
-        result = unlink_tin(
-            connection,
-            operator=rt.operator_name,
-            username=username,
-            tin=parsed,
-            reason=reason,
-            force=force,
-        )
-    emit(result, fmt)
+
+    def unlink(confirmed: bool) -> dict[str, Any]:
+        with rt.transaction() as connection:
+            return unlink_tin(
+                connection,
+                operator=rt.operator_name,
+                username=username,
+                tin=parsed,
+                reason=reason,
+                force=force,
+                confirmed=confirmed,
+            )
+
+    emit(confirmed(unlink, yes=yes), fmt)

@@ -45,8 +45,19 @@ class UsageError(PortalError):
     exit_code = ExitCode.USAGE
 
 
+class ConfirmationNeeded(UsageError):
+    """A change that must be confirmed first (``--yes``, or an answer at a terminal): nothing
+    was changed; ``message`` is the question."""
+
+
 class ConfigurationError(UsageError):
     """A setting is missing or malformed (e.g. no PORTALCTL_SECRET_KEY)."""
+
+
+class Cancelled(PortalError):
+    """The operator answered no to a confirmation: nothing was changed (exit 0)."""
+
+    exit_code = ExitCode.OK
 
 
 class NotFound(PortalError):

@@ -41,9 +41,54 @@ class BatchOptions:
     reason: str | None = None  # for every row without a reason of its own
 
 
+@dataclass
+class BatchFile:
+    """A batch file read and checked row by row (nothing staged yet): what a confirmation can
+    tell before the change is made."""
+
+    source: str
+    rows: list[tuple[Any, ...]]
+    errors: CsvErrors
+
+    @property
+    def applicable(self) -> int:
+        return sum(1 for row in self.rows if row[-1] is None)
+
+
+def read_batch_file(path: str | Path, options: BatchOptions, *, link: bool) -> BatchFile:
+    """Read the whole file; rows breaking a rule of their own are marked with the problem."""
+    stream, source = open_csv_text(path)
+    errors = CsvErrors(source)
+    required = ("username", "tin") if link else ("username",)
+    optional = ("role", "reason") if link else ("reason",)
+    rows: list[tuple[Any, ...]] = []
+    seen: dict[tuple[str, str | None], int] = {}
+    with stream:
+        for record in read_csv(stream, source, required=required, optional=optional):
+            key = record.values.get("username", "").lower()
+            try:
+                if record.problem:
+                    raise InvalidInput(record.problem)
+                reason = clean_reason(record.values.get("reason") or options.reason)
+                tin = parse_tin_digits(record.values["tin"]) if link else None
+                role = clean_role(record.values.get("role") or "user") if link else None
+                if (key, tin) in seen:
+                    raise InvalidInput(
+                        f"the same {'link' if link else 'account'} as line {seen[(key, tin)]}"
+                    )
+                seen[(key, tin)] = record.line
+                rows.append((record.line, key, reason, tin, role, None))
+            except PortalError as error:
+                errors.add(record.line, error.message)
+                rows.append((record.line, key, None, None, None, error.message[:500]))
+    if not rows:
+        raise InvalidInput(f"{source}: no rows")
+    return BatchFile(source, rows, errors)
+
+
 def change_statuses_from_csv(
     connection: Connection,
-    path: str | Path,
+    batch: BatchFile,
     *,
     operator: str,
     action: str,
@@ -54,7 +99,7 @@ def change_statuses_from_csv(
     ``reason``)."""
     now = now or utc_now()
     applies_to, new_status = STATUS_CHANGES[action]
-    source, errors = _stage(connection, path, options, link=False)
+    source, errors = _stage(connection, batch)
     statuses = ", ".join(f"'{status}'" for status in applies_to)
     _mark(
         connection,
@@ -90,7 +135,7 @@ def change_statuses_from_csv(
 
 def link_tins_from_csv(
     connection: Connection,
-    path: str | Path,
+    batch: BatchFile,
     *,
     operator: str,
     options: BatchOptions = BatchOptions(),
@@ -100,7 +145,7 @@ def link_tins_from_csv(
     the single ``tins link --reason``'s rules: an active account, a known organisation, a TIN
     the account does not hold yet."""
     now = now or utc_now()
-    source, errors = _stage(connection, path, options, link=True)
+    source, errors = _stage(connection, batch)
     account = f"accounts a WHERE lower(a.username) = {STAGE}.username_key"
     _mark(connection, errors, "'no account'", f"NOT EXISTS (SELECT 1 FROM {account})")
     _mark(
@@ -139,39 +184,10 @@ def link_tins_from_csv(
     return _summary(source, errors, action="link", changed=linked)
 
 
-def _stage(
-    connection: Connection, path: str | Path, options: BatchOptions, *, link: bool
-) -> tuple[str, CsvErrors]:
-    """Read the whole file into the stage; rows breaking a rule of their own are marked."""
-    stream, source = open_csv_text(path)
-    errors = CsvErrors(source)
-    required = ("username", "tin") if link else ("username",)
-    optional = ("role", "reason") if link else ("reason",)
-    rows: list[tuple[Any, ...]] = []
-    seen: dict[tuple[str, str | None], int] = {}
-    with stream:
-        for record in read_csv(stream, source, required=required, optional=optional):
-            key = record.values.get("username", "").lower()
-            try:
-                if record.problem:
-                    raise InvalidInput(record.problem)
-                reason = clean_reason(record.values.get("reason") or options.reason)
-                tin = parse_tin_digits(record.values["tin"]) if link else None
-                role = clean_role(record.values.get("role") or "user") if link else None
-                if (key, tin) in seen:
-                    raise InvalidInput(
-                        f"the same {'link' if link else 'account'} as line {seen[(key, tin)]}"
-                    )
-                seen[(key, tin)] = record.line
-                rows.append((record.line, key, reason, tin, role, None))
-            except PortalError as error:
-                errors.add(record.line, error.message)
-                rows.append((record.line, key, None, None, None, error.message[:500]))
+def _stage(connection: Connection, batch: BatchFile) -> tuple[str, CsvErrors]:
     create_staging_table(connection, STAGE, _COLUMNS)
-    load_rows(connection, STAGE, [name for name, _ in _COLUMNS], rows)
-    if not rows:
-        raise InvalidInput(f"{source}: no rows")
-    return source, errors
+    load_rows(connection, STAGE, [name for name, _ in _COLUMNS], batch.rows)
+    return batch.source, batch.errors
 
 
 def _mark(
