@@ -3,7 +3,19 @@
 set -euo pipefail
 rm -rf demo && mkdir demo && cd demo
 export PORTALCTL_OPERATOR=demo-operator
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# Commands are shown as they would be typed (quoted where the shell needs it), in bold only on
+# a terminal: redirected, the output carries no escape codes.
+if [ -t 1 ]; then bold=$'\033[1m'; plain=$'\033[0m'; else bold=; plain=; fi
+show() { printf '\n%s$ %s%s\n' "$bold" "$1" "$plain"; }
+quoted() {
+    local out="" arg
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+="$arg "
+        else out+="'${arg//\'/\'\\\'\'}' "; fi
+    done
+    printf '%s' "${out% }"
+}
+step() { show "$(quoted "$@")"; "$@"; }
 # The code in the newest email of ./outbox-mail/ (the caller reading it out to the rep).
 emailed_code() {
     python3 - outbox-mail <<'PY'
@@ -47,7 +59,7 @@ step portalctl accounts lookup --csv lookups.csv
 # --- registration codes and email (issue 2) ---
 echo
 echo "== Ruth Goneh finished credentialing: a registration code for her TIN, emailed to James Smith"
-printf '\n\033[1m$ %s\033[0m\n' 'portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh" --format json'
+show 'portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh" --format json'
 portalctl codes issue --tin 061137531 --admin-name "James Smith" \
     --admin-email james.smith@example.org --provider-name "Ruth Goneh" --format json | tee issued.json
 CODE=$(python3 -c 'import json; print(json.load(open("issued.json"))["code"])')
@@ -84,7 +96,7 @@ echo "(step 3, Email Address Verification: the code goes out at once; no SMTP UR
 echo " .eml file in ./outbox-mail/; the caller reads it back)"
 step portalctl accounts email-code james.smith --email james.smith@goneh-practice.example
 step portalctl accounts confirm-email james.smith --code "$(emailed_code)"
-printf '\n\033[1m$ %s\033[0m\n' "printf 'Portal-Demo-2021\\n' | portalctl accounts verify james.smith --password-stdin"
+show "printf 'Portal-Demo-2021\\n' | portalctl accounts verify james.smith --password-stdin"
 printf 'Portal-Demo-2021\n' | portalctl accounts verify james.smith --password-stdin
 step portalctl tins link -u james.smith --tin 061137531 --code "$code"
 step portalctl tins show 061137531
@@ -96,18 +108,18 @@ step portalctl accounts lookup --username jsmith_old --tin 836576879
 step portalctl accounts verify jsmith_old --answer smith
 step portalctl accounts email-code jsmith_old --email johnsmith@gmail.com
 step portalctl accounts confirm-email jsmith_old --code "$(emailed_code)"
-printf '\n\033[1m$ %s\033[0m\n' "printf 'Portal-Demo-2021\\n' | portalctl accounts verify johnsmith@gmail.com --password-stdin"
+show "printf 'Portal-Demo-2021\\n' | portalctl accounts verify johnsmith@gmail.com --password-stdin"
 printf 'Portal-Demo-2021\n' | portalctl accounts verify johnsmith@gmail.com --password-stdin
 echo "(the merge itself is the consolidation below)"
 
 echo
 echo "== A PIN instead of the security question; Forgot Password; Forgot Username"
-printf '\n\033[1m$ %s\033[0m\n' "printf '4821\\n' | portalctl accounts set-security james.smith --pin-stdin"
+show "printf '4821\\n' | portalctl accounts set-security james.smith --pin-stdin"
 printf '4821\n' | portalctl accounts set-security james.smith --pin-stdin
-printf '\n\033[1m$ %s\033[0m\n' "printf '4821\\n' | portalctl accounts verify james.smith --pin-stdin"
+show "printf '4821\\n' | portalctl accounts verify james.smith --pin-stdin"
 printf '4821\n' | portalctl accounts verify james.smith --pin-stdin
 step portalctl accounts reset-password james.smith
-printf '\n\033[1m$ %s\033[0m\n' "printf 'Harbour-Lights-77\\n' | portalctl accounts set-password james.smith --reset-code CODE --password-stdin"
+show "printf 'Harbour-Lights-77\\n' | portalctl accounts set-password james.smith --reset-code CODE --password-stdin"
 printf 'Harbour-Lights-77\n' | portalctl accounts set-password james.smith --reset-code "$(emailed_code)" --password-stdin
 step portalctl accounts send-username --email johnsmith@gmail.com
 
