@@ -7,6 +7,7 @@ import typer
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
+    OverrideReasonOption,
     ReasonOption,
     RevealOption,
     command_group,
@@ -69,13 +70,16 @@ def link(
         str | None,
         typer.Option("--role", help="Manual links only: security_admin or user (default user)."),
     ] = None,
+    override_reason: OverrideReasonOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
 
-    With a code, it is checked against the TIN (failures count towards the TIN's lockout), used
-    exactly once, and the account becomes the TIN's security_admin. With --reason instead, a
-    manual link with --role.
+    With a code, the account must be verified first (within
+    PORTALCTL_VERIFICATION_WINDOW_MINUTES) by its password and an email code, else exit 4
+    naming what is missing (unless --override-reason); the code is checked against the TIN
+    (failures count towards the TIN's lockout), used exactly once, and the account becomes the
+    TIN's security_admin. With --reason instead, a manual link with --role.
 
     \b
     Example: portalctl tins link -u james.smith --tin 061137531 --code 48213377
@@ -101,6 +105,7 @@ def link(
             code=code,
             reason=reason,
             role=role,
+            override_reason=override_reason,
             settings=rt.settings,
         )
     emit(record, fmt)

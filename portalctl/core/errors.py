@@ -66,6 +66,13 @@ class RecordedRefusal(Refused):
     The transaction helpers commit before re-raising it; every other error rolls back."""
 
 
+class Cancelled(PortalError):
+    """The operator ended a guided flow ("cancel" or Ctrl-C) before its change; nothing was
+    changed beyond the checks it had audited."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class InvalidInput(PortalError):
     """Malformed input (TIN, email, CSV, a value too long); nothing was written."""
 

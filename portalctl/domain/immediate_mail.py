@@ -54,6 +54,7 @@ def deliver_now(
     operator: str,
     settings: Settings,
     record: Any = None,
+    flow_id: str | None = None,
 ) -> None:
     """Deliver the email ``claim`` holds, over ``PORTALCTL_SMTP_URL`` or as an ``.eml`` file.
     When that fails: ``MailServerUnavailable`` (exit 8) saying the email stays queued, carrying
@@ -85,7 +86,7 @@ def deliver_now(
     except BaseException:
         _release(engine, email_id=email_id, claim=claim, last_error="not delivered")
         raise
-    _mark_sent(engine, email_id=email_id, claim=claim, operator=operator)
+    _mark_sent(engine, email_id=email_id, claim=claim, operator=operator, flow_id=flow_id)
 
 
 def _message_for(row: Any, settings: Settings) -> Any:
@@ -117,7 +118,9 @@ def _release(engine: Engine, *, email_id: int, claim: str, last_error: str) -> N
         )
 
 
-def _mark_sent(engine: Engine, *, email_id: int, claim: str, operator: str) -> None:
+def _mark_sent(
+    engine: Engine, *, email_id: int, claim: str, operator: str, flow_id: str | None
+) -> None:
     now = utc_now()
     with transaction(engine) as connection:
         connection.execute(
@@ -140,4 +143,5 @@ def _mark_sent(engine: Engine, *, email_id: int, claim: str, operator: str) -> N
             target=f"email:{email_id}",
             now=now,
             details={"sent": 1, "immediate": True},
+            flow_id=flow_id,
         )

@@ -5,7 +5,7 @@ code, with the portal's "Oops!" when the email already has an account."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -30,6 +30,7 @@ from portalctl.domain.validation import (
     clean_new_password,
     clean_username,
 )
+from portalctl.domain.verification_gate import EMAIL_CODE, PASSWORD, Requirement, require_verified
 
 # A second "Oops!" for the same account within this time queues no second email.
 BLOCKED_EMAIL_INTERVAL = timedelta(hours=1)
@@ -45,12 +46,18 @@ def link_tin(
     code: str | None = None,
     role: str | None = None,
     reason: str | None = None,
+    override_reason: str | None = None,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """``tins link``: with a registration code, check it, use it and link as the TIN's
-    security_admin; without one, a rep's manual link with a reason and a role."""
+    """``tins link``: with a registration code, the account must be a verified caller (its
+    password and an email code, or ``override_reason``: ``verification_gate``), then the code
+    is checked, used and links as the TIN's security_admin; without one, a rep's manual link
+    with a reason and a role."""
     now = now or utc_now()
     if code is None:
+        if override_reason is not None:
+            raise UsageError("--override-reason is for links with a registration code")
         return link_tin_manually(
             connection,
             operator=operator,
@@ -66,11 +73,31 @@ def link_tin(
         )
     get_organisation(connection, tin)
     account = require_linkable_account(connection, username, tin)
+    gate = require_verified(
+        connection,
+        [Requirement("account", account["id"], account["username"], (PASSWORD, EMAIL_CODE))],
+        override_reason=override_reason,
+        now=now,
+    )
     check = check_registration_code(
-        connection, operator=operator, tin=tin, code=code, settings=settings, now=now
+        connection,
+        operator=operator,
+        tin=tin,
+        code=code,
+        settings=settings,
+        account_id=account["id"],
+        flow_id=flow_id,
+        now=now,
     )
     return _use_code_to_link(
-        connection, operator=operator, account=account, tin=tin, code_id=check.code_id, now=now
+        connection,
+        operator=operator,
+        account=account,
+        tin=tin,
+        code_id=check.code_id,
+        verification=gate,
+        flow_id=flow_id,
+        now=now,
     )
 
 
@@ -98,14 +125,13 @@ def register_account(
     settings: Settings,
     security_question: str | None = None,
     security_answer: str | None = None,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The new-user path: a new account from a TIN and its registration code, which it uses up.
 
     If an account that is not merged (active, locked or disabled) already uses the email, the
-    registration is refused with the portal's "Oops!" (``RecordedRefusal``), a
-    ``registration_blocked`` email goes to that account's address (once an hour at most), and
-    the code stays usable, for linking the TIN to that account instead.
+    registration is refused with the portal's "Oops!" (``refuse_registration``).
     """
     now = now or utc_now()
     username, email = clean_username(username), clean_email(email)
@@ -115,31 +141,27 @@ def register_account(
     get_organisation(connection, tin)
     refuse_taken_username(connection, username)
     check = check_registration_code(
-        connection, operator=operator, tin=tin, code=code, settings=settings, now=now
+        connection,
+        operator=operator,
+        tin=tin,
+        code=code,
+        settings=settings,
+        flow_id=flow_id,
+        now=now,
     )
-    existing = (
-        connection.execute(
-            sa.select(accounts)
-            .where(sa.func.lower(accounts.c.email) == email.lower(), accounts.c.status != "merged")
-            .order_by(sa.case((accounts.c.status == "active", 0), else_=1), accounts.c.id)
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
+    existing = account_using_email(connection, email)
     if existing is not None:
-        emailed = _queue_blocked_email(connection, existing, tin=tin, settings=settings, now=now)
-        record_audit(
+        refuse_registration(
             connection,
             operator=operator,
-            action="account.register_blocked",
-            target=f"account:{existing['username']}",
-            account=existing["username"],
+            existing=existing,
             tin=tin,
+            requested_username=username,
+            code_id=check.code_id,
+            settings=settings,
+            flow_id=flow_id,
             now=now,
-            details={"requested_username": username, "code_id": check.code_id, "emailed": emailed},
         )
-        raise RecordedRefusal(oops_message(settings, existing["username"]))
     create_account(
         connection,
         operator=operator,
@@ -149,13 +171,69 @@ def register_account(
         password=password,
         security_question=security_question,
         security_answer=security_answer,
+        flow_id=flow_id,
         now=now,
     )
     account = get_account_row(connection, username)
     _use_code_to_link(
-        connection, operator=operator, account=account, tin=tin, code_id=check.code_id, now=now
+        connection,
+        operator=operator,
+        account=account,
+        tin=tin,
+        code_id=check.code_id,
+        flow_id=flow_id,
+        now=now,
     )
     return account_record(connection, username)
+
+
+def account_using_email(connection: Connection, email: str) -> RowMapping | None:
+    """The account that is not merged and uses ``email`` (an active one first): the account a
+    registration with that address is refused for."""
+    return (
+        connection.execute(
+            sa.select(accounts)
+            .where(
+                sa.func.lower(accounts.c.email) == clean_email(email).lower(),
+                accounts.c.status != "merged",
+            )
+            .order_by(sa.case((accounts.c.status == "active", 0), else_=1), accounts.c.id)
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+
+
+def refuse_registration(
+    connection: Connection,
+    *,
+    operator: str,
+    existing: RowMapping,
+    tin: Tin,
+    requested_username: str | None,
+    code_id: int | None,
+    settings: Settings,
+    flow_id: str | None = None,
+    now: datetime,
+) -> NoReturn:
+    """The portal's "Oops!" for a registration whose email ``existing`` already uses: a
+    ``registration_blocked`` email to that account's address (once an hour at most), an audit
+    record, and the refusal (``RecordedRefusal``: both commit). The code stays usable, for
+    linking the TIN to that account instead."""
+    emailed = _queue_blocked_email(connection, existing, tin=tin, settings=settings, now=now)
+    record_audit(
+        connection,
+        operator=operator,
+        action="account.register_blocked",
+        target=f"account:{existing['username']}",
+        account=existing["username"],
+        tin=tin,
+        now=now,
+        details={"requested_username": requested_username, "code_id": code_id, "emailed": emailed},
+        flow_id=flow_id,
+    )
+    raise RecordedRefusal(oops_message(settings, existing["username"]))
 
 
 def _use_code_to_link(
@@ -165,6 +243,8 @@ def _use_code_to_link(
     account: RowMapping,
     tin: Tin,
     code_id: int | None,
+    verification: dict[str, str] | None = None,
+    flow_id: str | None,
     now: datetime,
 ) -> dict[str, Any]:
     """A checked code is used up (exactly once) and makes the account the TIN's
@@ -180,6 +260,8 @@ def _use_code_to_link(
         now=now,
         via="registration_code",
         code_id=code_id,
+        verification=verification,
+        flow_id=flow_id,
     )
 
 
