@@ -1,29 +1,24 @@
 """The "Registering Additional Tax IDs" guide (seed 001): link a TIN to an account with its
 registration code (or by a rep's decision), and register a new account from a TIN and its
-code, with the portal's "Oops!" when the email already has an account."""
+code, with the portal's "Oops!" (``registration_oops``) when the email already has an account."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from datetime import datetime
+from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
-from portalctl.core.errors import RecordedRefusal, UsageError
-from portalctl.core.schema import accounts, outbox
-from portalctl.core.text import quoted
+from portalctl.core.errors import UsageError
 from portalctl.core.tin import Tin
 from portalctl.domain.account_changes import create_account, refuse_taken_username
 from portalctl.domain.accounts import account_record, get_account_row
-from portalctl.domain.audit import record_audit
 from portalctl.domain.code_checks import check_registration_code, consume_registration_code
-from portalctl.domain.emails import registration_blocked_body, registration_blocked_subject
 from portalctl.domain.links import add_link, link_tin_manually, require_linkable_account
 from portalctl.domain.organisations import get_organisation
-from portalctl.domain.outbox import queue_email
+from portalctl.domain.registration_oops import accounts_using_email, refuse_registration
 from portalctl.domain.validation import (
     clean_email,
     clean_name,
@@ -31,9 +26,6 @@ from portalctl.domain.validation import (
     clean_username,
 )
 from portalctl.domain.verification_gate import EMAIL_CODE, PASSWORD, Requirement, require_verified
-
-# A second "Oops!" for the same account within this time queues no second email.
-BLOCKED_EMAIL_INTERVAL = timedelta(hours=1)
 
 
 def link_tin(
@@ -101,17 +93,6 @@ def link_tin(
     )
 
 
-def oops_message(settings: Settings, existing_username: str) -> str:
-    """The portal's own words when a registration is refused because the email has an account."""
-    return (
-        "Oops! Your registration could not be completed at this time. Please try again, or "
-        "contact Provider Services at: For Commercial Services call: "
-        f"{settings.get('PORTALCTL_COMMERCIAL_PHONES')}; For Medicare Services call: "
-        f"{settings.get('PORTALCTL_MEDICARE_PHONE')} (account {quoted(existing_username)} "
-        "already uses this email; link the Tax ID to it instead)"
-    )
-
-
 def register_account(
     connection: Connection,
     *,
@@ -149,12 +130,12 @@ def register_account(
         flow_id=flow_id,
         now=now,
     )
-    existing = account_using_email(connection, email)
-    if existing is not None:
+    existing = accounts_using_email(connection, email)
+    if existing:
         refuse_registration(
             connection,
             operator=operator,
-            existing=existing,
+            existing=existing[0],
             tin=tin,
             requested_username=username,
             code_id=check.code_id,
@@ -187,55 +168,6 @@ def register_account(
     return account_record(connection, username)
 
 
-def account_using_email(connection: Connection, email: str) -> RowMapping | None:
-    """The account that is not merged and uses ``email`` (an active one first): the account a
-    registration with that address is refused for."""
-    return (
-        connection.execute(
-            sa.select(accounts)
-            .where(
-                sa.func.lower(accounts.c.email) == clean_email(email).lower(),
-                accounts.c.status != "merged",
-            )
-            .order_by(sa.case((accounts.c.status == "active", 0), else_=1), accounts.c.id)
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-
-
-def refuse_registration(
-    connection: Connection,
-    *,
-    operator: str,
-    existing: RowMapping,
-    tin: Tin,
-    requested_username: str | None,
-    code_id: int | None,
-    settings: Settings,
-    flow_id: str | None = None,
-    now: datetime,
-) -> NoReturn:
-    """The portal's "Oops!" for a registration whose email ``existing`` already uses: a
-    ``registration_blocked`` email to that account's address (once an hour at most), an audit
-    record, and the refusal (``RecordedRefusal``: both commit). The code stays usable, for
-    linking the TIN to that account instead."""
-    emailed = _queue_blocked_email(connection, existing, tin=tin, settings=settings, now=now)
-    record_audit(
-        connection,
-        operator=operator,
-        action="account.register_blocked",
-        target=f"account:{existing['username']}",
-        account=existing["username"],
-        tin=tin,
-        now=now,
-        details={"requested_username": requested_username, "code_id": code_id, "emailed": emailed},
-        flow_id=flow_id,
-    )
-    raise RecordedRefusal(oops_message(settings, existing["username"]))
-
-
 def _use_code_to_link(
     connection: Connection,
     *,
@@ -263,30 +195,3 @@ def _use_code_to_link(
         verification=verification,
         flow_id=flow_id,
     )
-
-
-def _queue_blocked_email(
-    connection: Connection, existing: Any, *, tin: Tin, settings: Settings, now: datetime
-) -> bool:
-    """Queue the "Oops!" email to the existing account, unless one went within the hour."""
-    recent = connection.execute(
-        sa.select(outbox.c.id).where(
-            outbox.c.kind == "registration_blocked",
-            outbox.c.account_id == existing["id"],
-            outbox.c.created_at > now - BLOCKED_EMAIL_INTERVAL,
-        )
-    ).first()
-    if recent is not None:
-        return False
-    queue_email(
-        connection,
-        kind="registration_blocked",
-        recipient=existing["email"],
-        recipient_name=existing["full_name"],
-        subject=registration_blocked_subject(settings),
-        body=registration_blocked_body(settings, recipient_name=existing["full_name"]),
-        account_id=existing["id"],
-        tin=tin,
-        now=now,
-    )
-    return True
