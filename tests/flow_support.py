@@ -138,6 +138,26 @@ def registration_code(cli, tin=NEW_TIN) -> str:
     return result.json()["code"]
 
 
+def verify_by(cli, backend, method, username=OLD):
+    """One successful check of ``method`` through its single command."""
+    if method == "security_answer":
+        result = cli("accounts", "verify", username, "--answer", ANSWER.lower())
+    elif method == "pin":
+        result = cli("accounts", "verify", username, "--pin-stdin", input=PIN + "\n")
+    elif method == "password":
+        result = cli("accounts", "verify", username, "--password-stdin", input=PASSWORD + "\n")
+    elif method == "email_code":
+        sent = cli("accounts", "email-code", username, "--email", OLD_EMAIL)
+        assert sent.exit_code == 0, sent.stderr
+        code = code_in(eml_messages(backend)[-1])
+        result = cli("accounts", "confirm-email", username, "--code", code)
+    else:
+        code = registration_code(cli)
+        result = cli("codes", "verify", "--tin", "061137531", "--code", code)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
 def flow_records(backend, flow_id: str) -> list[dict]:
     """The audit records of one flow, in the order written."""
     return [

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from portalctl.core.errors import Refused
+from portalctl.core.errors import Refused, UsageError
 from portalctl.core.fields import clean_reason
 from portalctl.core.text import quoted
 from portalctl.domain.verification_records import current_methods
@@ -83,6 +83,11 @@ def require_verified(
     ``override``, with ``override_reason`` and ``not_verified``)."""
     missing = missing_verifications(connection, requirements, now=now)
     if override_reason is not None:
+        if not override_reason.strip():
+            raise UsageError(
+                "--override-reason must say how you established the caller's identity "
+                "(it is kept in the audit log)"
+            )
         return {
             "verification": "override",
             "override_reason": clean_reason(override_reason),
