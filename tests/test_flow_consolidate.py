@@ -351,3 +351,14 @@ def test_the_same_account_as_existing_one_is_refused_as_a_self_merge(consolidate
     assert result.exit_code == 4
     assert last_json(result.stdout)["outcome"] == "refused"
     assert backend.scalar("SELECT status FROM accounts WHERE username = :u", u=OLD) == "active"
+
+
+def test_an_invalid_tin_is_asked_again_but_given_by_an_option_exits_5(consolidate, backend, server):
+    answers = every_answer(backend, server)
+    answers[1:1] = ["83657687"]
+    result = consolidate(answers)
+    assert result.exit_code == 0, result.stderr
+    assert "Tax ID Number *: \ninvalid TIN" in result.stderr
+    given = consolidate([OLD, OLD], "--tin", "12")
+    assert given.exit_code == 5 and "\nportalctl: invalid TIN" in given.stderr
+    assert given.stderr.count("Username *: ") == 1

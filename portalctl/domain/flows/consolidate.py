@@ -131,17 +131,17 @@ def _account_lookup(talk: Talk, caller: Caller, answers: ConsolidateAnswers) -> 
     every_answer_given = answers.username is not None and answers.tin is not None
     while True:
         username = talk.ask("Username *: ", given=answers.username)
-        tin = talk.ask("Tax ID Number *: ", given=answers.tin)
+        tin = talk.ask_checked("Tax ID Number *: ", Tin.parse, given=answers.tin)
         found = talk.attempt(
             partial(_lookup, caller, username=username, tin=tin), retry=not every_answer_given
         )
         if found is not None:
-            return found["username"], Tin.parse(tin)
+            return found["username"], tin
 
 
-def _lookup(caller: Caller, *, username: str, tin: str) -> dict[str, Any]:
+def _lookup(caller: Caller, *, username: str, tin: Tin) -> dict[str, Any]:
     with readonly_connection(caller.settings.database_url) as connection:
-        return lookup_one(connection, username=username, tin=tin)
+        return lookup_one(connection, username=username, tin=tin.reveal())
 
 
 def _account_verification(talk: Talk, caller: Caller, username: str, *, use_pin: bool) -> None:
