@@ -39,7 +39,13 @@ from portalctl.domain.flows.conversation import (
 )
 from portalctl.domain.flows.new_account import NewAccountAnswers, register_new_account
 from portalctl.domain.flows.registration_code import Lookup, look_up_registration_code
-from portalctl.domain.flows.steps import Caller, ask_email, verify_email_code, verify_password
+from portalctl.domain.flows.steps import (
+    FlowContext,
+    ask_email,
+    reading,
+    verify_email_code,
+    verify_password,
+)
 from portalctl.domain.registration import link_tin
 from portalctl.domain.registration_oops import accounts_using_email, refuse_registration
 
@@ -96,33 +102,33 @@ def _steps(
     talk: Talk,
     record: FlowRecord,
 ) -> str:
-    caller = Caller(engine, operator, settings, talk.flow_id)
-    lookup = look_up_registration_code(talk, caller, given_tin=answers.tin)
+    context = FlowContext(engine, operator, settings, talk.flow_id)
+    lookup = look_up_registration_code(talk, context, given_tin=answers.tin)
     record.involved["tin"] = lookup.tin
     given_email = answers.email
     while True:
         email = ask_email(talk, given=given_email, text=EMAIL_TEXT)
         record.involved["email"] = email
-        with engine.connect() as connection:
+        with reading(context) as connection:
             using = accounts_using_email(connection, email)
         active = [account for account in using if account["status"] == "active"]
         try:
             if active:
-                return _existing_account(talk, caller, record, answers, lookup, email, active)
+                return _existing_account(talk, context, record, answers, lookup, email, active)
             if using:
                 record.outcome = "blocked"
-                _oops(caller, using[0], lookup)
+                _oops(context, using[0], lookup)
             new = NewAccountAnswers(
                 answers.new_username, answers.full_name, answers.security_question
             )
-            return register_new_account(talk, caller, record, new, lookup, email)
+            return register_new_account(talk, context, record, new, lookup, email)
         except GoBack:
             given_email = None
 
 
 def _existing_account(
     talk: Talk,
-    caller: Caller,
+    context: FlowContext,
     record: FlowRecord,
     answers: AddTinAnswers,
     lookup: Lookup,
@@ -138,12 +144,12 @@ def _existing_account(
         while (chosen := talk.ask("Username *: ").strip()).lower() not in by_key:
             talk.tell(f"account {quoted(chosen)} does not use this address")
     owner = by_key[(chosen or active[0]["username"]).strip().lower()]
-    verify_email_code(talk, caller, username=owner, email=email)
+    verify_email_code(talk, context, username=owner, email=email)
     record.involved["email_verified"] = True
     talk.page("Portal User Account Verification", EXISTING_TEXT)
     username = verify_password(
         talk,
-        caller,
+        context,
         given_username=chosen,
         accept=lambda typed: (
             None
@@ -153,15 +159,15 @@ def _existing_account(
         back=True,
     )
     record.involved["account"] = username
-    with transaction(caller.engine) as connection:
+    with transaction(context.engine) as connection:
         link_tin(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             username=username,
             tin=lookup.tin,
             code=lookup.code,
-            settings=caller.settings,
-            flow_id=caller.flow_id,
+            settings=context.settings,
+            flow_id=context.flow_id,
         )
     talk.page(
         "Thank You",
@@ -171,16 +177,16 @@ def _existing_account(
     return "linked"
 
 
-def _oops(caller: Caller, existing: RowMapping, lookup: Lookup) -> None:
-    with transaction(caller.engine) as connection:
+def _oops(context: FlowContext, existing: RowMapping, lookup: Lookup) -> None:
+    with transaction(context.engine) as connection:
         refuse_registration(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             existing=existing,
             tin=lookup.tin,
             requested_username=None,
             code_id=lookup.check.code_id,
-            settings=caller.settings,
-            flow_id=caller.flow_id,
+            settings=context.settings,
+            flow_id=context.flow_id,
             now=utc_now(),
         )

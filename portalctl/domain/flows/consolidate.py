@@ -33,8 +33,9 @@ from portalctl.domain.flows.conversation import (
     run_flow,
 )
 from portalctl.domain.flows.steps import (
-    Caller,
+    FlowContext,
     ask_email,
+    reading,
     verify_email_code,
     verify_password,
     verify_secret,
@@ -97,21 +98,21 @@ def _steps(
     talk: Talk,
     record: FlowRecord,
 ) -> str:
-    caller = Caller(engine, operator, settings, talk.flow_id)
-    secondary, tin = _account_lookup(talk, caller, answers)
+    context = FlowContext(engine, operator, settings, talk.flow_id)
+    secondary, tin = _account_lookup(talk, context, answers)
     record.involved.update(secondary=secondary, tin=tin)
-    _account_verification(talk, caller, secondary, use_pin=answers.use_pin)
+    _account_verification(talk, context, secondary, use_pin=answers.use_pin)
     given_email = answers.email
     while True:
         email = ask_email(talk, given=given_email, text=EMAIL_TEXT)
         try:
-            verify_email_code(talk, caller, username=secondary, email=email)
+            verify_email_code(talk, context, username=secondary, email=email)
             break
         except GoBack:
             given_email = None
-    primary = verify_password(talk, caller, given_username=answers.existing_username)
+    primary = verify_password(talk, context, given_username=answers.existing_username)
     record.involved["primary"] = primary
-    merge = partial(_merge, caller, primary=primary, secondary=secondary, tin=tin)
+    merge = partial(_merge, context, primary=primary, secondary=secondary, tin=tin)
     plan = merge(dry_run=True, notify=False)
     talk.page("Consolidating Existing Accounts", _what_will_merge(plan))
     talk.confirm(f"Merge {quoted(secondary)} into {quoted(primary)}? (yes/no): ", yes=answers.yes)
@@ -126,54 +127,58 @@ def _steps(
     return "merged"
 
 
-def _account_lookup(talk: Talk, caller: Caller, answers: ConsolidateAnswers) -> tuple[str, Tin]:
+def _account_lookup(
+    talk: Talk, context: FlowContext, answers: ConsolidateAnswers
+) -> tuple[str, Tin]:
     talk.page("Account Lookup", LOOKUP_TEXT)
     every_answer_given = answers.username is not None and answers.tin is not None
     while True:
         username = talk.ask("Username *: ", given=answers.username)
         tin = talk.ask_checked("Tax ID Number *: ", Tin.parse, given=answers.tin)
         found = talk.attempt(
-            partial(_lookup, caller, username=username, tin=tin), retry=not every_answer_given
+            partial(_lookup, context, username=username, tin=tin), retry=not every_answer_given
         )
         if found is not None:
             return found["username"], tin
 
 
-def _lookup(caller: Caller, *, username: str, tin: Tin) -> dict[str, Any]:
-    with readonly_connection(caller.settings.database_url) as connection:
+def _lookup(context: FlowContext, *, username: str, tin: Tin) -> dict[str, Any]:
+    with readonly_connection(context.settings.database_url) as connection:
         return lookup_one(connection, username=username, tin=tin.reveal())
 
 
-def _account_verification(talk: Talk, caller: Caller, username: str, *, use_pin: bool) -> None:
+def _account_verification(
+    talk: Talk, context: FlowContext, username: str, *, use_pin: bool
+) -> None:
     """The security question's answer (case and spacing ignored), or the PIN with ``use_pin``
     or when the account has no question; every failure counted, the account locked at the
     limit (which ends the flow)."""
     talk.page("Account Verification", VERIFICATION_TEXT)
-    with caller.engine.connect() as connection:
+    with reading(context) as connection:
         question = get_account_row(connection, username)["security_question"]
     use_pin = use_pin or question is None
     while True:
         secret = talk.ask("PIN *: " if use_pin else f"{question} *: ", secret=True)
         given = {"pin": secret} if use_pin else {"answer": secret}
         if talk.attempt(
-            partial(verify_secret, caller, username=username, **given), retry=can_retry
+            partial(verify_secret, context, username=username, **given), retry=can_retry
         ):
             return
 
 
 def _merge(
-    caller: Caller, *, primary: str, secondary: str, tin: Tin, dry_run: bool, notify: bool
+    context: FlowContext, *, primary: str, secondary: str, tin: Tin, dry_run: bool, notify: bool
 ) -> dict[str, Any]:
-    with transaction(caller.engine) as connection:
+    with transaction(context.engine) as connection:
         return consolidate_one(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             primary=primary,
             secondary=secondary,
             tin=tin,
             dry_run=dry_run,
             notify=notify,
-            flow_id=caller.flow_id,
+            flow_id=context.flow_id,
         )
 
 

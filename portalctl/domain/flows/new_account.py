@@ -18,7 +18,7 @@ from portalctl.core.text import quoted
 from portalctl.domain.account_changes import refuse_taken_username
 from portalctl.domain.flows.conversation import BACK, FlowRecord, GoBack, Talk
 from portalctl.domain.flows.registration_code import Lookup
-from portalctl.domain.flows.steps import Caller, verify_email_code
+from portalctl.domain.flows.steps import FlowContext, reading, verify_email_code
 from portalctl.domain.registration import register_account
 from portalctl.domain.validation import clean_name, clean_new_password, clean_username
 
@@ -35,7 +35,7 @@ class NewAccountAnswers:
 
 def register_new_account(
     talk: Talk,
-    caller: Caller,
+    context: FlowContext,
     record: FlowRecord,
     given: NewAccountAnswers,
     lookup: Lookup,
@@ -50,9 +50,9 @@ def register_new_account(
         "enter another address).",
     )
     while True:
-        details = _new_account_details(talk, caller, given, email)
+        details = _new_account_details(talk, context, given, email)
         account = talk.attempt(
-            partial(_register, caller, lookup, email, details),
+            partial(_register, context, lookup, email, details),
             retry=lambda error: isinstance(error, InvalidInput),
         )
         if account is not None:
@@ -61,7 +61,7 @@ def register_new_account(
     record.outcome = "registered"
     talk.tell(f"Account {quoted(account['username'])} is registered.")
     try:
-        verify_email_code(talk, caller, username=account["username"], email=email, back=False)
+        verify_email_code(talk, context, username=account["username"], email=email, back=False)
         record.involved["email_verified"] = True
     except (PortalError, KeyboardInterrupt) as error:  # the account stays: say what is left
         message = error.message if isinstance(error, PortalError) else "interrupted"
@@ -79,12 +79,12 @@ def register_new_account(
 
 
 def _new_account_details(
-    talk: Talk, caller: Caller, given: NewAccountAnswers, email: str
+    talk: Talk, context: FlowContext, given: NewAccountAnswers, email: str
 ) -> dict[str, str]:
     """Each answer checked by the rule ``accounts register`` applies to it, as it is given."""
     username = talk.ask_checked(
         "Username *: ",
-        partial(_fresh_username, caller),
+        partial(_fresh_username, context),
         given=given.username,
         retry=lambda error: isinstance(error, InvalidInput | Refused),
     )
@@ -108,12 +108,12 @@ def _new_account_details(
     }
 
 
-def _fresh_username(caller: Caller, typed: str) -> str:
+def _fresh_username(context: FlowContext, typed: str) -> str:
     """A valid username no account has; ``back`` returns to the address."""
     if typed.strip().lower() in BACK:
         raise GoBack
     username = clean_username(typed)
-    with caller.engine.connect() as connection:
+    with reading(context) as connection:
         refuse_taken_username(connection, username)
     return username
 
@@ -129,12 +129,12 @@ def _security_question(typed: str) -> str:
 
 
 def _register(
-    caller: Caller, lookup: Lookup, email: str, details: dict[str, str]
+    context: FlowContext, lookup: Lookup, email: str, details: dict[str, str]
 ) -> dict[str, Any]:
-    with transaction(caller.engine) as connection:
+    with transaction(context.engine) as connection:
         return register_account(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             tin=lookup.tin,
             code=lookup.code,
             email=email,
@@ -143,8 +143,8 @@ def _register(
             password=details["password"],
             security_question=details["security_question"],
             security_answer=details["security_answer"],
-            settings=caller.settings,
-            flow_id=caller.flow_id,
+            settings=context.settings,
+            flow_id=context.flow_id,
         )
 
 

@@ -12,7 +12,7 @@ from portalctl.core.errors import NotFound
 from portalctl.core.tin import Tin
 from portalctl.domain.code_checks import CodeCheck, check_registration_code
 from portalctl.domain.flows.conversation import Talk, can_retry
-from portalctl.domain.flows.steps import Caller
+from portalctl.domain.flows.steps import FlowContext
 
 LOOKUP_TEXT = (
     "We need to look up your information before you begin. Enter your Tax ID number, and the "
@@ -29,14 +29,14 @@ class Lookup:
     check: CodeCheck
 
 
-def look_up_registration_code(talk: Talk, caller: Caller, *, given_tin: str | None) -> Lookup:
+def look_up_registration_code(talk: Talk, context: FlowContext, *, given_tin: str | None) -> Lookup:
     """Asked until a code checks (each wrong one counted; the TIN's lockout ends the flow)."""
     talk.page("Account Lookup", LOOKUP_TEXT)
     while True:
         tin = talk.ask_checked("Tax ID Number *: ", Tin.parse, given=given_tin)
         code = talk.ask("Registration Code *: ", secret=True)
         check = talk.attempt(
-            partial(_check_code, caller, tin=tin, code=code),
+            partial(_check_code, context, tin=tin, code=code),
             retry=lambda error: (
                 can_retry(error) and not (given_tin is not None and isinstance(error, NotFound))
             ),
@@ -45,13 +45,13 @@ def look_up_registration_code(talk: Talk, caller: Caller, *, given_tin: str | No
             return Lookup(tin, code, check)
 
 
-def _check_code(caller: Caller, *, tin: Tin, code: str) -> CodeCheck:
-    with transaction(caller.engine) as connection:
+def _check_code(context: FlowContext, *, tin: Tin, code: str) -> CodeCheck:
+    with transaction(context.engine) as connection:
         return check_registration_code(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             tin=tin,
             code=code,
-            settings=caller.settings,
-            flow_id=caller.flow_id,
+            settings=context.settings,
+            flow_id=context.flow_id,
         )

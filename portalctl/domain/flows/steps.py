@@ -5,15 +5,16 @@ Each calls the domain functions of the single commands (``accounts email-code``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from portalctl.core.config import Settings
-from portalctl.core.database import transaction
+from portalctl.core.database import DEFER_WRITE_LOCK, transaction
 from portalctl.core.errors import MailServerUnavailable, NotFound, PortalError, Refused
 from portalctl.domain.email_codes import confirm_email, send_email_code
 from portalctl.domain.flows.conversation import BACK, NEW, GoBack, Talk
@@ -26,13 +27,22 @@ PASSWORD_PAGE = "Verify Username and Password"
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Who acts and with what settings, for every domain call a flow makes."""
+class FlowContext:
+    """What every domain call of a flow is made with: the engine, the rep acting, the
+    settings, and the flow's id for the audit records."""
 
     engine: Engine
     operator: str
     settings: Settings
     flow_id: str
+
+
+@contextmanager
+def reading(context: FlowContext) -> Iterator[Connection]:
+    """A connection for a flow's reads (on SQLite it does not take the write lock)."""
+    with context.engine.connect() as connection:
+        connection.execution_options(**{DEFER_WRITE_LOCK: True})
+        yield connection
 
 
 def ask_email(talk: Talk, *, given: str | None, text: str) -> str:
@@ -52,35 +62,35 @@ def ask_email(talk: Talk, *, given: str | None, text: str) -> str:
 
 
 def verify_email_code(
-    talk: Talk, caller: Caller, *, username: str, email: str, back: bool = True
+    talk: Talk, context: FlowContext, *, username: str, email: str, back: bool = True
 ) -> None:
     """The code emailed at once to ``email`` for ``username``, then read back: ``new`` sends
     another (the earlier one is replaced), ``back`` returns to the address (``GoBack``)."""
-    _send_code(talk, caller, username=username, email=email, first=True, back=back)
+    _send_code(talk, context, username=username, email=email, first=True, back=back)
     while True:
         words = (NEW, *BACK) if back else (NEW,)
         code = talk.ask("Verification Code *: ", secret=True, words=words)
         if code == NEW:
-            _send_code(talk, caller, username=username, email=email, first=False, back=back)
+            _send_code(talk, context, username=username, email=email, first=False, back=back)
             continue
         if code in BACK:
             raise GoBack
-        if talk.attempt(partial(_confirm, caller, username=username, code=code)) is not None:
+        if talk.attempt(partial(_confirm, context, username=username, code=code)) is not None:
             talk.tell(f"The email address {email} is verified.")
             return
 
 
 def _send_code(
-    talk: Talk, caller: Caller, *, username: str, email: str, first: bool, back: bool
+    talk: Talk, context: FlowContext, *, username: str, email: str, first: bool, back: bool
 ) -> None:
     try:
         record = send_email_code(
-            caller.engine,
-            operator=caller.operator,
+            context.engine,
+            operator=context.operator,
             username=username,
             email=email,
-            settings=caller.settings,
-            flow_id=caller.flow_id,
+            settings=context.settings,
+            flow_id=context.flow_id,
         )
     except MailServerUnavailable as error:
         talk.tell(f"{error.message}: type 'new' to try again, or 'cancel'.")
@@ -112,21 +122,21 @@ def _send_code(
     )
 
 
-def _confirm(caller: Caller, *, username: str, code: str) -> dict[str, Any]:
-    with transaction(caller.engine) as connection:
+def _confirm(context: FlowContext, *, username: str, code: str) -> dict[str, Any]:
+    with transaction(context.engine) as connection:
         return confirm_email(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             username=username,
             code=code,
-            settings=caller.settings,
-            flow_id=caller.flow_id,
+            settings=context.settings,
+            flow_id=context.flow_id,
         )
 
 
 def verify_password(
     talk: Talk,
-    caller: Caller,
+    context: FlowContext,
     *,
     given_username: str | None,
     accept: Callable[[str], str | None] | None = None,
@@ -148,7 +158,7 @@ def verify_password(
             continue
         password = talk.ask("Password *: ", secret=True)
         verified = talk.attempt(
-            partial(verify_secret, caller, username=username, password=password),
+            partial(verify_secret, context, username=username, password=password),
             retry=lambda error: given_username is None or not isinstance(error, NotFound),
         )
         if verified is not None:
@@ -156,7 +166,7 @@ def verify_password(
 
 
 def verify_secret(
-    caller: Caller,
+    context: FlowContext,
     *,
     username: str,
     password: str | None = None,
@@ -164,15 +174,15 @@ def verify_secret(
     pin: str | None = None,
 ) -> VerificationResult:
     """``accounts verify``'s check, in a transaction of its own (a failure's count commits)."""
-    with transaction(caller.engine) as connection:
+    with transaction(context.engine) as connection:
         return verify_account(
             connection,
-            operator=caller.operator,
+            operator=context.operator,
             username=username,
             password=password,
             answer=answer,
             pin=pin,
-            max_failures=caller.settings.account_max_failures,
-            window_minutes=caller.settings.verification_window_minutes,
-            flow_id=caller.flow_id,
+            max_failures=context.settings.account_max_failures,
+            window_minutes=context.settings.verification_window_minutes,
+            flow_id=context.flow_id,
         )
