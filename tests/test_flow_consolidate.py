@@ -362,3 +362,24 @@ def test_an_invalid_tin_is_asked_again_but_given_by_an_option_exits_5(consolidat
     given = consolidate([OLD, OLD], "--tin", "12")
     assert given.exit_code == 5 and "\nportalctl: invalid TIN" in given.stderr
     assert given.stderr.count("Username *: ") == 1
+
+
+def test_an_email_that_cannot_be_delivered_now_is_said_and_new_tries_again(cli, flow_cli, backend):
+    seed_000(cli)
+    with SmtpServer(ScriptedHandler(["451 4.3.0 try later"])) as server:
+        answers = [OLD, TIN_SHARED, ANSWER, EXISTING, EXISTING, "new"]
+        answers += [emailed_code(backend, server), EXISTING, PASSWORD, "yes"]
+        result = flow_cli(
+            "flow", "consolidate", answers=answers, env={"PORTALCTL_SMTP_URL": server.url}
+        )
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "could not be delivered now (" in result.stderr
+        and "it stays queued for `mail send`: type 'new' to try again, or 'cancel'.\n"
+        "Verification Code *: "
+        in result.stderr
+    )
+    tried_again = result.stderr.index("type 'new' to try again")
+    assert tried_again < result.stderr.index("Security Code Verification\nWe've sent a code")
+    assert len(server.handler.received) == 1
+    assert backend.scalar("SELECT status FROM accounts WHERE username = :u", u=OLD) == "merged"

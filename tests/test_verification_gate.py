@@ -209,6 +209,13 @@ def test_linking_with_a_code_names_each_missing_factor_and_counts_nothing(
     assert changes(backend) == before
 
 
+def test_an_unverified_link_is_refused_before_its_code_is_checked(james, cli, backend):
+    before = changes(backend)
+    result = link(cli, "12345678")
+    assert result.exit_code == 4 and result.stderr.startswith("portalctl: not verified: ")
+    assert changes(backend) == before  # the wrong code was not counted against the TIN
+
+
 def test_linking_with_a_code_goes_ahead_for_a_verified_account(james, cli, backend):
     verify_james(cli, backend, "password", "email_code")
     result = link(cli, james, "-f", "json")

@@ -66,12 +66,13 @@ def verify_email_code(
 ) -> None:
     """The code emailed at once to ``email`` for ``username``, then read back: ``new`` sends
     another (the earlier one is replaced), ``back`` returns to the address (``GoBack``)."""
-    _send_code(talk, context, username=username, email=email, first=True, back=back)
+    send = partial(_send_code, talk, context, username=username, email=email, back=back)
+    delivered = send(first=True, page=True)
     while True:
         words = (NEW, *BACK) if back else (NEW,)
         code = talk.ask("Verification Code *: ", secret=True, words=words)
         if code == NEW:
-            _send_code(talk, context, username=username, email=email, first=False, back=back)
+            delivered = send(first=False, page=not delivered) or delivered
             continue
         if code in BACK:
             raise GoBack
@@ -81,8 +82,17 @@ def verify_email_code(
 
 
 def _send_code(
-    talk: Talk, context: FlowContext, *, username: str, email: str, first: bool, back: bool
-) -> None:
+    talk: Talk,
+    context: FlowContext,
+    *,
+    username: str,
+    email: str,
+    first: bool,
+    page: bool,
+    back: bool,
+) -> bool:
+    """Send a code (``first``: nothing was sent before, so a refusal ends the flow); whether
+    it was delivered. ``page``: show the Security Code Verification page (no code arrived yet)."""
     try:
         record = send_email_code(
             context.engine,
@@ -94,15 +104,15 @@ def _send_code(
         )
     except MailServerUnavailable as error:
         talk.tell(f"{error.message}: type 'new' to try again, or 'cancel'.")
-        return
+        return False
     except PortalError as error:
         if first:  # nothing was sent: the flow cannot go on
             raise
         talk.tell(error.message)  # e.g. the hourly limit: the code sent before still stands
-        return
-    if not first:
+        return False
+    if not page:
         talk.tell(f"We've sent a new code to your email address {email}.")
-        return
+        return True
     if record["accounts_using_email"]:
         talk.tell(
             f"{record['accounts_using_email']} other active account(s) use this address: "
@@ -120,6 +130,7 @@ def _send_code(
             else "You can request a new code (type 'new')."
         ),
     )
+    return True
 
 
 def _confirm(context: FlowContext, *, username: str, code: str) -> dict[str, Any]:
