@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine, RowMapping
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
 from portalctl.core.database import transaction
-from portalctl.core.errors import Refused
+from portalctl.core.errors import RecordedRefusal, Refused
 from portalctl.core.text import quoted
 from portalctl.domain.flows.conversation import (
     Conversation,
@@ -116,8 +116,7 @@ def _steps(
             if active:
                 return _existing_account(talk, context, record, answers, lookup, email, active)
             if using:
-                record.outcome = "blocked"
-                _oops(context, using[0], lookup)
+                _oops(context, record, using[0], lookup)
             new = NewAccountAnswers(
                 answers.new_username, answers.full_name, answers.security_question
             )
@@ -177,16 +176,21 @@ def _existing_account(
     return "linked"
 
 
-def _oops(context: FlowContext, existing: RowMapping, lookup: Lookup) -> None:
-    with transaction(context.engine) as connection:
-        refuse_registration(
-            connection,
-            operator=context.operator,
-            existing=existing,
-            tin=lookup.tin,
-            requested_username=None,
-            code_id=lookup.check.code_id,
-            settings=context.settings,
-            flow_id=context.flow_id,
-            now=utc_now(),
-        )
+def _oops(context: FlowContext, record: FlowRecord, existing: RowMapping, lookup: Lookup) -> None:
+    """The "Oops!" of ``accounts register`` (its email queued): the flow ends ``blocked``."""
+    try:
+        with transaction(context.engine) as connection:
+            refuse_registration(
+                connection,
+                operator=context.operator,
+                existing=existing,
+                tin=lookup.tin,
+                requested_username=None,
+                code_id=lookup.check.code_id,
+                settings=context.settings,
+                flow_id=context.flow_id,
+                now=utc_now(),
+            )
+    except RecordedRefusal:
+        record.outcome = "blocked"
+        raise
