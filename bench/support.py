@@ -72,3 +72,11 @@ def base_env(database_url: str, work_dir: Path) -> dict[str, str]:
         "PORTALCTL_SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "PORTALCTL_MAIL_DIR": str(work_dir / "mail"),
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -56,7 +56,7 @@ def test_lookup_of_a_merged_account_says_into_which(merged, cli):
 def test_lookup_of_an_account_that_is_not_active_says_its_status(cli, backend, status):
     create(cli, "amy", "836576879")
     if status == "disabled":
-        cli("accounts", "disable", "amy", "--reason", "left")
+        cli("accounts", "disable", "--yes", "amy", "--reason", "left")
     else:
         with backend.begin() as connection:
             connection.exec_driver_sql("UPDATE accounts SET status = 'locked'")

@@ -39,6 +39,8 @@ def test_import_creates_accounts_links_and_organisations(cli, backend, tmp_path)
         "accounts_created": 2,
         "links_created": 2,
         "organisations_created": 2,
+        "invalid": 0,
+        "dry_run": False,
     }
     amy = cli("accounts", "show", "amy", "-f", "json").json()
     assert amy["tins"] == [

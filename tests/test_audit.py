@@ -11,7 +11,7 @@ from portalctl.domain.audit import AuditFilter, list_audit, record_audit
 
 def test_records_are_filtered_by_operator_action_account_tin_and_time(backend, cli):
     cli("accounts", "create", "-u", "amy", "-e", "amy@example.org", "-n", "Amy")
-    cli("--operator", "rep-2", "accounts", "disable", "amy", "--reason", "left")
+    cli("--operator", "rep-2", "accounts", "disable", "--yes", "amy", "--reason", "left")
     cli(
         "accounts",
         "create",
@@ -62,7 +62,7 @@ def test_tin_filter_and_masking(backend):
             now=moment + timedelta(hours=1),
         )
     with backend.engine.connect() as connection:
-        found = list_audit(connection, AuditFilter(tin=Tin("061137531")))
+        found = list(list_audit(connection, AuditFilter(tin=Tin("061137531"))))
         stored = connection.execute(sa.text("SELECT details FROM audit_log")).scalars().all()
     assert [r["action"] for r in found] == ["test.tin"]
     assert found[0]["at"] == moment

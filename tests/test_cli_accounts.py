@@ -195,7 +195,7 @@ def test_lookup_reveal_shows_digits_and_is_audited(john, cli, backend):
 
 
 def test_lookup_ignores_accounts_that_are_not_active(john, cli):
-    cli("accounts", "disable", "johnsmith@gmail.com", "--reason", "test")
+    cli("accounts", "disable", "--yes", "johnsmith@gmail.com", "--reason", "test")
     assert (
         cli(
             "accounts", "lookup", "--username", "johnsmith@gmail.com", "--tin", "836576879"
@@ -347,7 +347,10 @@ def test_verify_checks_the_password_read_from_stdin(cli, backend):
 
 def test_disable_enable_and_refusals(john, cli, backend):
     assert cli("accounts", "enable", "johnsmith@gmail.com", "--reason", "x").exit_code == 4
-    assert cli("accounts", "disable", "johnsmith@gmail.com", "--reason", "left").exit_code == 0
+    assert (
+        cli("accounts", "disable", "--yes", "johnsmith@gmail.com", "--reason", "left").exit_code
+        == 0
+    )
     assert backend.scalar("SELECT status FROM accounts") == "disabled"
     assert cli("accounts", "unlock", "johnsmith@gmail.com", "--reason", "x").exit_code == 4
     assert cli("accounts", "enable", "johnsmith@gmail.com", "--reason", "back").exit_code == 0
@@ -356,7 +359,7 @@ def test_disable_enable_and_refusals(john, cli, backend):
 
 
 def test_status_change_needs_a_reason(john, cli):
-    result = cli("accounts", "disable", "johnsmith@gmail.com")
+    result = cli("accounts", "disable", "--yes", "johnsmith@gmail.com")
     assert result.exit_code == 2 and "--reason" in result.stderr
 
 

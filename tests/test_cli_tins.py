@@ -95,7 +95,7 @@ def test_inactive_accounts_cannot_be_linked(practice, cli, backend, status_comma
                 "WHERE username = 'mgarcia'"
             )
     else:
-        cli("accounts", "disable", "mgarcia", "--reason", "x")
+        cli("accounts", "disable", "--yes", "mgarcia", "--reason", "x")
     result = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--reason", "x")
     assert result.exit_code == 4 and "only an active account" in result.stderr
 
@@ -124,6 +124,7 @@ def test_unlink_refuses_the_last_security_admin_unless_forced(practice, cli, bac
         "--reason",
         "practice closed",
         "--force",
+        "--yes",
         "-f",
         "json",
     )
@@ -308,7 +309,7 @@ def test_link_with_wrong_code_or_code_of_another_tin_is_refused_and_counted(prac
 
 def test_linking_an_inactive_account_with_a_code_does_not_use_the_code(practice, cli, backend):
     issued = issue_code(cli)
-    cli("accounts", "disable", "mgarcia", "--reason", "x")
+    cli("accounts", "disable", "--yes", "mgarcia", "--reason", "x")
     result = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", issued["code"])
     assert result.exit_code == 4
     assert backend.scalar("SELECT status FROM registration_codes") == "active"

@@ -137,3 +137,58 @@ def test_kill_9_mid_run_then_a_re_run_issues_exactly_the_rest(backend, tmp_path,
     assert backend.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'code.issue'") == rows
     states = [r["state"] for r in backend.rows("SELECT state FROM code_batches ORDER BY id")]
     assert states[-1] == "completed" and set(states[:-1]) <= {"failed", "running"}
+
+
+def test_a_file_replacing_a_contacts_code_cancels_its_unsent_email(cli, backend, tmp_path):
+    single = cli(
+        "codes",
+        "issue",
+        "--tin",
+        "100000000",
+        "--admin-name",
+        "Admin 0",
+        "--admin-email",
+        "admin0@example.org",
+        "-f",
+        "json",
+    )
+    assert single.exit_code == 0, single.stderr
+    path = credentialing_file(tmp_path / "c.csv", 2)
+    assert cli("codes", "issue", "--csv", str(path)).exit_code == 0
+    rows = backend.rows(
+        "SELECT c.status AS code, o.status AS email, o.secret_ciphertext "
+        "FROM registration_codes c JOIN outbox o ON o.code_id = c.id "
+        "WHERE c.id = :id",
+        id=single.json()["id"],
+    )
+    assert [(r["code"], r["email"], r["secret_ciphertext"]) for r in rows] == [
+        ("revoked", "cancelled", None)
+    ]
+    assert backend.scalar("SELECT COUNT(*) FROM registration_codes WHERE status = 'active'") == 2
+
+
+def test_skip_invalid_issues_the_good_rows_and_keeps_the_rest_as_they_were(cli, backend, tmp_path):
+    path = tmp_path / "c.csv"
+    header = "tin,admin_name,admin_email\n"
+    good = ["061137531,Ann,ann@example.org\n", "836576879,Bob,bob@example.org\n"]
+    bad = ["12345,Cal,cal@example.org\n", "061-13-7531,Ann A, ANN@example.org\n"]
+    path.write_text(header + good[0] + bad[0] + good[1] + bad[1])
+    failed = tmp_path / "failed.csv"
+    result = cli(
+        "codes",
+        "issue",
+        "--csv",
+        str(path),
+        "--skip-invalid",
+        "--failed-rows",
+        str(failed),
+        "-f",
+        "json",
+    )
+    assert result.exit_code == 7, result.stderr
+    assert (result.json()["codes_issued"], result.json()["invalid"]) == (2, 2)
+    assert failed.read_text() == header + bad[0] + bad[1]
+    refused = cli("codes", "issue", "--csv", str(failed), "--failed-rows", str(tmp_path / "f2"))
+    assert refused.exit_code == 5
+    assert (tmp_path / "f2").read_text() == header + bad[0] + bad[1]  # none issued: every row
+    assert backend.scalar("SELECT COUNT(*) FROM registration_codes") == 2

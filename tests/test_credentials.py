@@ -454,7 +454,7 @@ def test_update_refusals(john, cli, backend):
 def test_send_username_emails_the_active_usernames_of_an_address(cli, backend):
     for username in ("johnsmith@gmail.com", "john.smith.2019", "jsmith_gone"):
         make_account(cli, username, "johnsmith@gmail.com")
-    cli("accounts", "disable", "jsmith_gone", "--reason", "left")
+    cli("accounts", "disable", "--yes", "jsmith_gone", "--reason", "left")
     with SmtpServer(ScriptedHandler()) as server:
         result = cli(
             "accounts",

@@ -192,15 +192,19 @@ def test_an_undelivered_email_stays_queued_and_is_stopped_when_replaced(john, cl
     assert result.stderr.endswith("; it stays queued for `mail send`\n")
     row = backend.rows("SELECT * FROM outbox")[0]
     assert (row["status"], row["claimed_by"], row["attempts"]) == ("queued", None, 0)
-    assert row["last_error"] and row["secret_ciphertext"]
+    assert row["secret_ciphertext"]  # a server failure charges the email nothing
     with SmtpServer(ScriptedHandler()) as server:
         assert email_code(cli, server.url).exit_code == 0
         sent = cli("mail", "send", "-f", "json", env={"PORTALCTL_SMTP_URL": server.url})
-    assert sent.json()["claimed"] == 0
+    assert sent.json()["sent"] == 0
     first, second = backend.rows(
-        "SELECT status, last_error, secret_ciphertext FROM outbox ORDER BY id"
+        "SELECT status, cancel_reason, secret_ciphertext FROM outbox ORDER BY id"
     )
-    assert dict(first) == {"status": "dead", "last_error": "replaced", "secret_ciphertext": None}
+    assert dict(first) == {
+        "status": "cancelled",
+        "cancel_reason": "code replaced",
+        "secret_ciphertext": None,
+    }
     assert second["status"] == "sent"
     assert len(server.handler.received) == 1
 
@@ -346,7 +350,7 @@ def test_the_code_length_is_a_setting(john, cli, backend):
 def test_accounts_using_the_address_are_counted(john, cli, server):
     make_account(cli, "john.smith.2019", USER)
     make_account(cli, "jsmith_old", USER)
-    cli("accounts", "disable", "jsmith_old", "--reason", "left")
+    cli("accounts", "disable", "--yes", "jsmith_old", "--reason", "left")
     result = email_code(cli, server.url)
     assert result.json()["accounts_using_email"] == 1
 
@@ -367,7 +371,7 @@ def test_only_an_active_account_gets_a_code(john, cli, backend, server, status_c
         )
         status = "merged"
     else:
-        cli("accounts", "disable", USER, "--reason", "left")
+        cli("accounts", "disable", "--yes", USER, "--reason", "left")
         status = "disabled"
     result = email_code(cli, server.url)
     assert (result.exit_code, result.stderr) == (

@@ -121,7 +121,7 @@ def test_a_nul_in_a_cell_is_invalid_input_naming_the_line(
             "--org-name",
             "O" * 201,
         ],
-        ["accounts", "disable", "ann", "--reason", "r" * 501],
+        ["accounts", "disable", "--yes", "ann", "--reason", "r" * 501],
         ["tins", "unlink", "-u", "ann", "--tin", TIN, "--reason", "r" * 501],
         ["accounts", "find", "--name", "n" * 300],
     ],
@@ -160,8 +160,8 @@ def test_an_over_long_value_is_invalid_input_before_any_sql(practice, cli, backe
         (["consolidate", "one", "--primary", "ann", "--secondary", "bob", "--tin", ""], 5),
         (["codes", "verify", "--tin", TIN, "--code", "12ab5678"], 5),
         (["codes", "verify", "--tin", TIN, "--code", "1234567"], 5),
-        (["accounts", "disable", "ann"], 2),
-        (["accounts", "disable", "ann", "--reason", "   "], 2),
+        (["accounts", "disable", "--yes", "ann"], 2),
+        (["accounts", "disable", "--yes", "ann", "--reason", "   "], 2),
         (["codes", "revoke", "1"], 2),
         (["accounts", "verify", "ann"], 2),
         (["accounts", "verify", "ann", "--answer-stdin"], 2),
@@ -234,7 +234,7 @@ def test_an_unprotected_audit_log_is_reported_and_refuses_writes(
         "is missing" if tamper == "drop" else "is disabled"
     )
     before = dump_tables(backend)
-    refused = cli("accounts", "disable", "ann", "--reason", "x")
+    refused = cli("accounts", "disable", "--yes", "ann", "--reason", "x")
     assert_one_clean_line(refused, 6, "portalctl: the audit log is not protected (trigger ")
     path = tmp_path / "c.csv"
     path.write_text(f"tin,admin_name,admin_email\n{TIN},J,j@example.org\n")

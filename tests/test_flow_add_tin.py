@@ -150,7 +150,7 @@ def test_the_address_of_a_locked_or_disabled_account_ends_in_the_oops(
     james, code, add_tin, backend, cli, status
 ):
     if status == "disabled":
-        assert cli("accounts", "disable", JAMES, "--reason", "left").exit_code == 0
+        assert cli("accounts", "disable", JAMES, "--reason", "left", "--yes").exit_code == 0
     else:
         locked = cli(
             "accounts",

@@ -144,7 +144,7 @@ def test_every_audit_record_of_the_flow_carries_its_id_and_audit_flow_shows_it_i
         ("flow.start", f"flow:{flow_id}"),
         ("account.verify", f"account:{OLD}"),
         ("account_code.issue", f"account:{OLD}"),
-        ("mail.send", "email:1"),
+        ("mail.send", "outbox"),
         ("account.confirm_email", f"account:{OLD}"),
         ("account.verify", f"account:{EXISTING}"),
         ("account.consolidate", f"account:{OLD}"),
@@ -285,11 +285,14 @@ def test_ctrl_c_at_a_prompt_ends_the_flow_as_cancelled(consolidate, backend):
     assert state(backend) == before
 
 
-def test_no_at_the_confirmation_cancels(consolidate, backend, server):
+def test_no_at_the_confirmation_changes_nothing_and_exits_0_like_every_confirmation(
+    consolidate, backend, server
+):
     answers = every_answer(backend, server)
     answers[-1] = "no"
     result = consolidate(answers)
-    assert result.exit_code == 130 and last_json(result.stdout)["outcome"] == "cancelled"
+    assert result.exit_code == 0 and last_json(result.stdout)["outcome"] == "cancelled"
+    assert result.stderr.endswith("cancelled: nothing was changed beyond its audited checks\n")
     assert backend.scalar("SELECT status FROM accounts WHERE username = :u", u=OLD) == "active"
 
 

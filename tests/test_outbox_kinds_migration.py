@@ -1,5 +1,7 @@
-"""Migration 0005 on a database that already has emails: every row and id kept, the new kinds
-accepted, unknown ones still refused, the outbox's indexes back (SQLite rebuilds the table)."""
+"""The outbox's migration (0003: fenced claims, cancelled emails, the kinds of every email SPEC 1
+names) on a database that already has emails: every row and id kept, the new kinds accepted,
+unknown ones still refused, the outbox's indexes back (SQLite rebuilds the table); and a
+migration failing half-way leaves nothing behind."""
 
 from datetime import UTC, datetime
 
@@ -24,13 +26,13 @@ def _insert(connection, kind, message_id, *, status="queued", secret="token"):
     )
 
 
-def test_0005_keeps_every_email_and_admits_the_new_kinds(empty_db_url, monkeypatch):
+def test_the_outbox_migration_keeps_every_email_and_admits_the_new_kinds(empty_db_url, monkeypatch):
     engine = create_engine(empty_db_url)
     every = migration_files.available_migrations
     monkeypatch.setattr(
         migration_files,
         "available_migrations",
-        lambda dialect: [m for m in every(dialect) if m.version < "0005"],
+        lambda dialect: [m for m in every(dialect) if m.version < "0003"],
     )
     apply_pending(engine, now=NOW)
     with engine.begin() as connection:
@@ -41,9 +43,11 @@ def test_0005_keeps_every_email_and_admits_the_new_kinds(empty_db_url, monkeypat
                 _insert(connection, "password_reset", "<3@x>")
         before = connection.execute(sa.text("SELECT * FROM outbox ORDER BY id")).all()
     monkeypatch.setattr(migration_files, "available_migrations", every)
-    assert "0005" in [m.version for m in apply_pending(engine, now=NOW)]
+    assert "0003" in [m.version for m in apply_pending(engine, now=NOW)]
     with engine.begin() as connection:
-        assert connection.execute(sa.text("SELECT * FROM outbox ORDER BY id")).all() == before
+        after = connection.execute(sa.text("SELECT * FROM outbox ORDER BY id")).mappings().all()
+        kept = [{name: row[name] for name in before[0]._fields} for row in after]
+        assert kept == [row._asdict() for row in before]
         _insert(connection, "password_reset", "<4@x>")
         _insert(connection, "username_reminder", "<5@x>", secret=None)
         ids = connection.execute(sa.text("SELECT id FROM outbox ORDER BY id")).scalars().all()
@@ -59,8 +63,8 @@ def test_0005_keeps_every_email_and_admits_the_new_kinds(empty_db_url, monkeypat
 
 
 def test_a_migration_failing_half_way_leaves_nothing_behind(empty_db_url, monkeypatch):
-    """0005 rebuilds the outbox on SQLite: interrupted half-way, it must not leave the outbox
-    dropped and its rows in a table of another name."""
+    """0003 rebuilds the outbox on SQLite: a migration interrupted half-way must not leave the
+    outbox dropped and its rows in a table of another name."""
     engine = create_engine(empty_db_url)
     every = migration_files.available_migrations
     broken = migration_files.Migration(

@@ -56,7 +56,7 @@ def register(cli, code, username="jsmith.new"):
 
 def make_status(cli, status):
     if status == "disabled":
-        assert cli("accounts", "disable", "james.smith", "--reason", "left").exit_code == 0
+        assert cli("accounts", "disable", "--yes", "james.smith", "--reason", "left").exit_code == 0
     elif status == "locked":
         result = cli(
             "accounts",

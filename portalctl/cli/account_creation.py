@@ -6,11 +6,19 @@ from typing import Annotated
 import typer
 
 from portalctl.cli.accounts import app
+from portalctl.cli.bulk_options import (
+    DryRunOption,
+    FailedRowsOption,
+    ReportOption,
+    SkipInvalidOption,
+)
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
     RevealOption,
     emit,
+    logged_run,
+    printing_refused_record,
     read_secret,
     runtime,
     say,
@@ -170,17 +178,40 @@ def import_accounts(
             "'-' reads stdin."
         ),
     ],
+    dry_run: DryRunOption = False,
+    report: ReportOption = None,
+    skip_invalid: SkipInvalidOption = False,
+    failed_rows: FailedRowsOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Import accounts from a CSV: the whole file is validated first, then loaded all or nothing.
 
+    With --skip-invalid the good rows are imported and the run exits 7 naming how many were
+    not; --failed-rows keeps those rows in a file to fix and import again.
+
     \b
-    Example: portalctl accounts import new-accounts.csv
+    Example: portalctl accounts import new-accounts.csv --dry-run --report check.csv
     """
-    from portalctl.domain.account_import import import_accounts_csv
+    from portalctl.cli.progress import progress_bar
+    from portalctl.domain.account_import import ImportOptions, import_accounts_csv
 
     rt = runtime(ctx)
-    summary = import_accounts_csv(rt.writing_engine(), file, operator=rt.operator_name)
+    options = ImportOptions(
+        dry_run=dry_run, skip_invalid=skip_invalid, report_path=report, failed_rows_path=failed_rows
+    )
+    with (
+        logged_run("accounts import") as log_summary,
+        printing_refused_record(fmt),
+        progress_bar("importing") as progress,
+    ):
+        summary = import_accounts_csv(
+            rt.writing_engine(),
+            file,
+            operator=rt.operator_name,
+            options=options,
+            progress=progress,
+        )
+        log_summary(summary)
     emit(summary, fmt)
 
 

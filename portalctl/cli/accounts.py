@@ -6,17 +6,22 @@ from typing import Annotated, Any
 
 import typer
 
+from portalctl.cli.bulk_options import SkipInvalidOption
 from portalctl.cli.runtime import (
+    HANDFUL,
     FormatOption,
     OutputFormat,
     ReasonOption,
     RevealOption,
+    YesOption,
     command_group,
+    confirm,
     emit,
     printing_refused_record,
     read_secret,
     runtime,
 )
+from portalctl.core.text import quoted
 
 app = command_group("accounts")
 
@@ -27,10 +32,14 @@ UsernameArgument = Annotated[str, typer.Argument(help="The account's username (a
 @app.command("find")
 def find(
     ctx: typer.Context,
-    username: Annotated[str | None, typer.Option("--username", "-u")] = None,
-    email: Annotated[str | None, typer.Option("--email", "-e")] = None,
+    username: Annotated[str | None, typer.Option("--username", "-u", help="Username.")] = None,
+    email: Annotated[str | None, typer.Option("--email", "-e", help="Email address.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Full name.")] = None,
     tin: Annotated[str | None, typer.Option("--tin", help="Holds this TIN.")] = None,
+    tin_last4: Annotated[
+        str | None,
+        typer.Option("--tin-last4", help="Holds a TIN ending in these four digits."),
+    ] = None,
     status: Annotated[
         str | None, typer.Option("--status", help="active, locked, disabled or merged.")
     ] = None,
@@ -59,22 +68,30 @@ def find(
     from portalctl.domain.accounts import AccountQuery, find_accounts
 
     rt = runtime(ctx)
+    columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
     with rt.transaction(read_only=True) as connection:
         if csv_file is not None:
             found = find_accounts_from_csv(connection, csv_file, exact=exact, limit=limit)
-        else:
-            query = AccountQuery(
-                username=username,
-                email=email,
-                name=name,
-                tin=Tin.parse(tin) if tin is not None else None,
-                status=status,
-                exact=exact,
-                limit=limit,
-            )
-            found = find_accounts(connection, query)
-    columns = (["query_line"] if csv_file is not None else []) + ACCOUNT_COLUMNS
-    rt.show(found, fmt, reveal=reveal, command="accounts find", columns=columns)
+            rt.show(found, fmt, reveal=reveal, command="accounts find", columns=columns)
+            return
+        query = AccountQuery(
+            username=username,
+            email=email,
+            name=name,
+            tin=Tin.parse(tin) if tin is not None else None,
+            tin_last4=tin_last4,
+            status=status,
+            exact=exact,
+            limit=limit + 1,
+        )
+        rt.show_listing(
+            find_accounts(connection, query),
+            fmt,
+            limit=limit,
+            reveal=reveal,
+            command="accounts find",
+            columns=columns,
+        )
 
 
 @app.command("lookup")
@@ -230,21 +247,54 @@ def verified(
 def _status_command(action: str, doc: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
-        username: UsernameArgument,
+        username: Annotated[
+            str | None, typer.Argument(help="The account's username (any case).")
+        ] = None,
         reason: ReasonOption = None,
+        csv_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--csv",
+                help="Every account of this CSV (username, optional reason: --reason is the "
+                "reason of rows without one), checked whole, then in one transaction; '-' "
+                "reads stdin.",
+            ),
+        ] = None,
+        skip_invalid: SkipInvalidOption = False,
+        yes: YesOption = False,
         fmt: FormatOption = OutputFormat.table,
     ) -> None:
+        from portalctl.core.errors import UsageError
         from portalctl.domain.account_changes import change_account_status
+        from portalctl.domain.batch_changes import (
+            BatchOptions,
+            change_statuses_from_csv,
+            read_batch_file,
+        )
 
         rt = runtime(ctx)
-        with rt.transaction() as connection:
-            record = change_account_status(
-                connection,
-                operator=rt.operator_name,
-                username=username,
-                action=action,
-                reason=reason,
-            )
+        if (username is None) == (csv_file is None):
+            raise UsageError("give a USERNAME, or --csv FILE")
+        options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+        batch = read_batch_file(csv_file, options, link=False) if csv_file else None
+        if batch is not None and batch.applicable > HANDFUL:
+            confirm(f"{action} the {batch.applicable} accounts of {batch.source}", yes=yes)
+        elif action == "disable" and username is not None:
+            confirm(f"disable account {quoted(username)}: it can no longer be used", yes=yes)
+        with printing_refused_record(fmt), rt.transaction() as connection:
+            if batch is not None:
+                record = change_statuses_from_csv(
+                    connection, batch, operator=rt.operator_name, action=action, options=options
+                )
+            else:
+                assert username is not None
+                record = change_account_status(
+                    connection,
+                    operator=rt.operator_name,
+                    username=username,
+                    action=action,
+                    reason=reason,
+                )
         emit(record, fmt)
 
     command.__doc__ = doc

@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from portalctl import __version__
 from portalctl.cli import audit
 from portalctl.cli.groups import COMMAND_GROUPS
-from portalctl.cli.runtime import Runtime
+from portalctl.cli.runtime import Runtime, configure_output
 from portalctl.core.errors import ExitCode, PortalError
 from portalctl.core.text import escape_controls
 
@@ -59,6 +59,9 @@ class PortalGroup(TyperGroup):
             ctx.exit(int(error.exit_code))
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            _stop_writing_stdout()  # the reader left (`| head`): what it read is all it wanted
+            ctx.exit(int(ExitCode.OK))
         except Exception as error:
             if _is_usage_error(error):  # Click prints these itself, with exit 2
                 raise
@@ -81,6 +84,19 @@ class PortalGroup(TyperGroup):
         hint = "" if _debug(ctx) else " (run with --debug for details)"
         _report(ctx, redact(message) + hint, [])
         ctx.exit(int(code))
+
+
+def _stop_writing_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # not a real file (tests)
+    finally:
+        os.close(devnull)
 
 
 def _is_usage_error(error: Exception) -> bool:
@@ -161,6 +177,15 @@ def main_options(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log lines on stderr at a terminal too, with details."
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
@@ -172,6 +197,7 @@ def main_options(
     Example: portalctl --operator jdoe accounts find --name smith
     """
     ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator, debug=debug)
+    configure_output(quiet=quiet, verbose=verbose)
 
 
 app.command("audit")(audit.audit)

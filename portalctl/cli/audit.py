@@ -57,11 +57,11 @@ def audit(
         account=account,
         tin=Tin.parse(tin) if tin is not None else None,
         flow_id=flow,
-        limit=limit,
+        limit=limit + 1,
     )
-    with rt.transaction(read_only=True) as connection:
-        records = list_audit(connection, audit_filter)
     columns = ["id", "at", "operator", "action", "target", "tin", "details"]
     if flow is not None:
         columns.append("flow_id")
-    rt.show(records, fmt, reveal=reveal, command="audit", columns=columns)
+    with rt.transaction(read_only=True) as connection:
+        records = list_audit(connection, audit_filter)
+        rt.show_listing(records, fmt, limit=limit, reveal=reveal, command="audit", columns=columns)

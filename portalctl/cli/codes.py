@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from portalctl.cli.bulk_options import FailedRowsOption, SkipInvalidOption
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
@@ -12,6 +13,7 @@ from portalctl.cli.runtime import (
     RevealOption,
     command_group,
     emit,
+    logged_run,
     printing_refused_record,
     read_secret,
     runtime,
@@ -61,6 +63,8 @@ def issue(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="With --csv: rows per transaction.")
     ] = 10_000,
+    skip_invalid: SkipInvalidOption = False,
+    failed_rows: FailedRowsOption = None,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -71,6 +75,7 @@ def issue(
     \b
     Example: portalctl codes issue --tin 061137531 --admin-name "James Smith" --admin-email james.smith@example.org --provider-name "Ruth Goneh"
     """
+    from portalctl.cli.progress import progress_bar
     from portalctl.core.errors import UsageError
     from portalctl.core.tin import Tin
     from portalctl.domain.code_import import issue_codes_from_csv
@@ -78,15 +83,24 @@ def issue(
 
     rt = runtime(ctx)
     if csv_file is not None:
-        summary = issue_codes_from_csv(
-            rt.writing_engine(),
-            csv_file,
-            operator=rt.operator_name,
-            settings=rt.settings,
-            dry_run=dry_run,
-            send_email=not no_email,
-            chunk_size=chunk_size,
-        )
+        with (
+            logged_run("codes issue --csv") as log_summary,
+            printing_refused_record(fmt),
+            progress_bar("issuing codes") as progress,
+        ):
+            summary = issue_codes_from_csv(
+                rt.writing_engine(),
+                csv_file,
+                operator=rt.operator_name,
+                settings=rt.settings,
+                dry_run=dry_run,
+                send_email=not no_email,
+                chunk_size=chunk_size,
+                progress=progress,
+                skip_invalid=skip_invalid,
+                failed_rows_path=failed_rows,
+            )
+            log_summary(summary)
         emit(summary, fmt)
         return
     if tin is None or admin_name is None or admin_email is None:
@@ -132,9 +146,11 @@ def list_codes(
     parsed = Tin.parse(tin) if tin is not None else None
     with rt.transaction(read_only=True) as connection:
         found = list_registration_codes(
-            connection, tin=parsed, status=status, email=email, limit=limit
+            connection, tin=parsed, status=status, email=email, limit=limit + 1
         )
-    rt.show(found, fmt, reveal=reveal, command="codes list", columns=CODE_COLUMNS)
+        rt.show_listing(
+            found, fmt, limit=limit, reveal=reveal, command="codes list", columns=CODE_COLUMNS
+        )
 
 
 @app.command("show")

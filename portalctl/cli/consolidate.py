@@ -1,6 +1,5 @@
 """``portalctl consolidate``: merge duplicate accounts, one pair or a whole file, and follow batches."""
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from portalctl.cli.runtime import (
     OverrideReasonOption,
     command_group,
     emit,
+    logged_run,
     printing_refused_record,
     runtime,
 )
@@ -111,10 +111,15 @@ def run(
     \b
     Example: portalctl consolidate run duplicates.csv --dry-run --report plan.csv
     """
+    from portalctl.cli.progress import progress_bar
     from portalctl.domain.consolidation import run_consolidation_file
 
     rt = runtime(ctx)
-    with printing_refused_record(fmt):
+    with (
+        logged_run("consolidate run") as log_summary,
+        printing_refused_record(fmt),
+        progress_bar("consolidating") as progress,
+    ):
         summary = run_consolidation_file(
             rt.writing_engine(),
             file,
@@ -124,8 +129,9 @@ def run(
             chunk_size=chunk_size,
             notify=notify,
             report_path=report,
-            progress=_progress_bar() if sys.stderr.isatty() else None,
+            progress=progress,
         )
+        log_summary(summary)
     emit(summary, fmt)
 
 
@@ -146,19 +152,7 @@ def status(
     rt = runtime(ctx)
     with rt.transaction(read_only=True) as connection:
         if batch_id is None:
-            emit(list_batches(connection, limit=limit), fmt, columns=BATCH_COLUMNS)
+            batches = list_batches(connection, limit=limit + 1)
+            rt.show_listing(batches, fmt, limit=limit, columns=BATCH_COLUMNS)
         else:
             emit(show_batch(connection, batch_id), fmt)
-
-
-def _progress_bar():
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        end = "\n" if done >= total else ""
-        sys.stderr.write(
-            f"\rconsolidating [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}"
-        )
-        sys.stderr.flush()
-
-    return show

@@ -1,5 +1,6 @@
-"""``portalctl mail``: deliver the outbox (for cron), list, show and retry emails."""
+"""``portalctl mail``: deliver the outbox (for cron), list, show, retry and cancel emails."""
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -7,6 +8,7 @@ import typer
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
+    ReasonOption,
     command_group,
     emit,
     runtime,
@@ -27,12 +29,29 @@ EMAIL_COLUMNS = [
     "last_error",
 ]
 EmailIdArgument = Annotated[int, typer.Argument(help="The email's id in the outbox.")]
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        help="credentialing, email_verification, registration_blocked or accounts_consolidated.",
+    ),
+]
 
 
 @app.command("send")
 def send(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 1000,
+    max_seconds: Annotated[
+        int | None,
+        typer.Option(
+            "--max-seconds",
+            min=1,
+            max=86_400,
+            help="Stop starting emails after this long (default PORTALCTL_MAIL_MAX_SECONDS, 240).",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count the emails that are due; send nothing.")
     ] = False,
@@ -40,40 +59,39 @@ def send(
 ) -> None:
     """Deliver due emails over PORTALCTL_SMTP_URL, or as .eml files in PORTALCTL_MAIL_DIR.
 
-    Safe to run from cron while another run is still going. Exit 0 even when some emails
-    failed (they are retried later); the summary says how many.
+    Safe to run from cron while another run is still going: each email goes once. Exit 0 when
+    the run finished, even if some emails failed (they are retried later) or remain; exit 8
+    when the mail server is unavailable or refused the login (no email is marked dead for it).
+    Without a terminal, stderr gets one timestamped log line per failure reason and a summary.
 
     \b
     Example: portalctl mail send --limit 500
     """
-    from portalctl.domain.mail_delivery import count_due_emails, send_due_emails
+    from portalctl.domain.mail.delivery import count_due_emails, send_due_emails
 
     rt = runtime(ctx)
     if dry_run:
         emit({"due": count_due_emails(rt.engine()), "dry_run": True}, fmt)
         return
     summary = send_due_emails(
-        rt.engine(), operator=rt.operator_name, settings=rt.settings, limit=limit
+        rt.engine(),
+        operator=rt.operator_name,
+        settings=rt.settings,
+        limit=limit,
+        max_seconds=max_seconds,
     )
-    for error in summary.errors:
-        say(error)
-    emit(
-        {
-            "claimed": summary.claimed,
-            "sent": summary.sent,
-            "failed": summary.failed,
-            "dead": summary.dead,
-        },
-        fmt,
-    )
+    for line in summary.reason_lines():
+        say(line)
+    emit(summary.counts(), fmt)
 
 
 @app.command("list")
 def list_mail(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", help="queued, sent, failed or dead.")
+        str | None, typer.Option("--status", help="queued, sent, failed, dead or cancelled.")
     ] = None,
+    kind: KindOption = None,
     recipient: Annotated[str | None, typer.Option("--recipient")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100,
     fmt: FormatOption = OutputFormat.table,
@@ -81,14 +99,16 @@ def list_mail(
     """List emails in the outbox, newest first.
 
     \b
-    Example: portalctl mail list --status failed
+    Example: portalctl mail list --status failed --kind credentialing
     """
-    from portalctl.domain.outbox_queries import list_emails
+    from portalctl.domain.outbox_admin import list_emails
 
     rt = runtime(ctx)
     with rt.transaction(read_only=True) as connection:
-        found = list_emails(connection, status=status, recipient=recipient, limit=limit)
-    emit(found, fmt, columns=EMAIL_COLUMNS)
+        found = list_emails(
+            connection, status=status, kind=kind, recipient=recipient, limit=limit + 1
+        )
+        rt.show_listing(found, fmt, limit=limit, columns=EMAIL_COLUMNS)
 
 
 @app.command("show")
@@ -100,7 +120,7 @@ def show(
     \b
     Example: portalctl mail show 1
     """
-    from portalctl.domain.outbox_queries import show_email
+    from portalctl.domain.outbox_admin import show_email
 
     rt = runtime(ctx)
     with rt.transaction(read_only=True) as connection:
@@ -110,16 +130,62 @@ def show(
 
 @app.command("retry")
 def retry(
-    ctx: typer.Context, email_id: EmailIdArgument, fmt: FormatOption = OutputFormat.table
+    ctx: typer.Context,
+    email_id: Annotated[
+        int | None, typer.Argument(help="The email's id (or use --status for many).")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Retry every email that is failed or dead.")
+    ] = None,
+    kind: KindOption = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since",
+            help="With --status: only emails last tried at or after this UTC time.",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+        ),
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
-    """Queue a failed or dead email again, due now.
+    """Queue a failed or dead email again, due now; or all of them with --status.
 
     \b
     Example: portalctl mail retry 1
+    Example: portalctl mail retry --status dead --kind credentialing --since 2026-11-22
     """
-    from portalctl.domain.outbox_queries import retry_email
+    from portalctl.domain.outbox_admin import retry_emails
 
     rt = runtime(ctx)
     with rt.transaction() as connection:
-        record = retry_email(connection, operator=rt.operator_name, email_id=email_id)
+        record = retry_emails(
+            connection,
+            operator=rt.operator_name,
+            email_id=email_id,
+            status=status,
+            kind=kind,
+            since=since,
+        )
+    emit(record, fmt)
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    email_id: EmailIdArgument,
+    reason: ReasonOption,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Cancel an email that has not been sent: it will never go, and its code is erased.
+
+    \b
+    Example: portalctl mail cancel 7 --reason "address given by mistake"
+    """
+    from portalctl.domain.outbox_admin import cancel_email
+
+    rt = runtime(ctx)
+    with rt.transaction() as connection:
+        record = cancel_email(
+            connection, operator=rt.operator_name, email_id=email_id, reason=reason
+        )
     emit(record, fmt)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -19,9 +20,13 @@ if TYPE_CHECKING:
     from portalctl.core.readonly_db import ReadOnlyConnection
 
 
+T = TypeVar("T")
+
+
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    jsonl = "jsonl"
     csv = "csv"
 
 
@@ -30,7 +35,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format: table, json or csv (data only on stdout).",
+        help="Output format: table, json, jsonl (one object a line) or csv; only data on stdout.",
         case_sensitive=False,
     ),
 ]
@@ -38,6 +43,12 @@ RevealOption = Annotated[
     bool,
     typer.Option("--reveal", help="Show full TINs instead of *****1234 (writes an audit record)."),
 ]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Answer the confirmation: go ahead without asking.")
+]
+# A change of more rows than this asks for confirmation first.
+HANDFUL = 5
+
 # Optional to Click: the domain's one reason rule says what is missing, the same everywhere.
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why (required; kept in the audit log).")
@@ -169,6 +180,32 @@ class Runtime:
         with readonly_connection(self.settings.database_url) as connection:
             yield connection
 
+    def show_listing(
+        self,
+        rows: Iterable[Any],
+        fmt: OutputFormat,
+        *,
+        limit: int,
+        reveal: bool = False,
+        command: str = "",
+        columns: list[str] | None = None,
+    ) -> None:
+        """Print at most ``limit`` of ``rows`` as they are read (give it up to ``limit + 1``,
+        so that a listing the limit cut says so on stderr). Revealed TINs are audited first,
+        so a revealed listing is read whole before it is shown."""
+        from portalctl.core.render import render_lines
+
+        iterator = iter(rows)
+        if reveal:
+            listed = list(islice(iterator, limit))
+            self.show(listed, fmt, reveal=True, command=command, columns=columns)
+        else:
+            for text in render_lines(islice(iterator, limit), fmt.value, columns=columns):
+                sys.stdout.write(text)
+            sys.stdout.flush()
+        if next(iterator, None) is not None:
+            typer.echo(f"portalctl: only the first {limit} shown; --limit N shows more", err=True)
+
     def show(
         self,
         data: Any,
@@ -219,10 +256,49 @@ def emit(
     typer.echo(render(data, fmt.value, reveal=reveal, columns=columns))
 
 
+_quiet = False
+
+
+def configure_output(*, quiet: bool, verbose: bool) -> None:
+    """``-q``: no messages and no info log lines, only warnings and errors; ``-v``: log lines
+    at a terminal too, down to details. Without a terminal (cron) bulk commands log their
+    summary and failures as timestamped lines."""
+    global _quiet
+    _quiet = quiet
+    if verbose or not sys.stderr.isatty():
+        import logging
+
+        from portalctl.core.logs import configure_stderr_logging
+
+        level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+        configure_stderr_logging(level)
+
+
 def say(message: str) -> None:
-    """A message for a person: stderr, and only when stderr is a terminal."""
-    if sys.stderr.isatty():
+    """A message for a person: stderr, and only when stderr is a terminal (never with -q)."""
+    if sys.stderr.isatty() and not _quiet:
         typer.echo(message, err=True)
+
+
+@contextmanager
+def logged_run(command: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A bulk command's log: one timestamped line with its summary's counts when it ends (a
+    warning when rows were not applied), written where logging was configured: without a
+    terminal, or with -v. A run refused whole ends with its one ``portalctl:`` error line."""
+    from portalctl.core.errors import PortalError
+    from portalctl.core.logs import get_logger
+
+    log = get_logger(command)
+
+    def summary_line(summary: dict[str, Any]) -> str:
+        return " ".join(f"{key}={value}" for key, value in summary.items() if key != "file")
+
+    try:
+        yield lambda summary: log.info(summary_line(summary))
+    except PortalError as error:
+        if isinstance(error.record, dict):  # a run that finished with rows not applied
+            log.warning(f"{summary_line(error.record)} ({error.message})")
+        raise
 
 
 @contextmanager
@@ -238,6 +314,38 @@ def printing_refused_record(fmt: OutputFormat) -> Iterator[None]:
         if error.record is not None:
             emit(error.record, fmt)
         raise
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Commands that disable or merge accounts, remove an organisation's last administrator,
+    or change more than a handful of rows say what they will do and ask, at a terminal;
+    ``--yes`` answers; without a terminal and without ``--yes`` they stop (usage error), and
+    an answer "no" changes nothing (exit 0)."""
+    from portalctl.core.errors import Cancelled, UsageError
+
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError(f"{question}? Not without confirmation: give --yes (no terminal to ask)")
+    try:
+        answer = typer.confirm(f"{question}?", default=False, err=True)
+    except typer.Abort:
+        answer = False
+    if not answer:
+        raise Cancelled("cancelled: nothing was changed")
+
+
+def confirmed(work: Callable[[bool], T], *, yes: bool) -> T:
+    """``work(confirmed)``; when it stops at a change that needs confirming
+    (``ConfirmationNeeded``, its transaction rolled back), ask (``confirm``) and run it again
+    confirmed. Nothing is held while the question waits for its answer."""
+    from portalctl.core.errors import ConfirmationNeeded
+
+    try:
+        return work(yes)
+    except ConfirmationNeeded as question:
+        confirm(question.message, yes=False)
+        return work(True)
 
 
 def read_secret(

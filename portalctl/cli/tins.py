@@ -1,17 +1,24 @@
 """``portalctl tins``: a Tax ID's page, linking it to an account, and unlinking it."""
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from portalctl.cli.bulk_options import SkipInvalidOption
 from portalctl.cli.runtime import (
+    HANDFUL,
     FormatOption,
     OutputFormat,
     OverrideReasonOption,
     ReasonOption,
     RevealOption,
+    YesOption,
     command_group,
+    confirm,
+    confirmed,
     emit,
+    printing_refused_record,
     read_secret,
     runtime,
 )
@@ -48,8 +55,10 @@ def show(
 @app.command("link")
 def link(
     ctx: typer.Context,
-    username: UsernameOption,
-    tin: TinOption,
+    username: Annotated[
+        str | None, typer.Option("--username", "-u", help="The account's username.")
+    ] = None,
+    tin: Annotated[str | None, typer.Option("--tin", help="The TIN.")] = None,
     code: Annotated[
         str | None,
         typer.Option(
@@ -71,6 +80,16 @@ def link(
         typer.Option("--role", help="Manual links only: security_admin or user (default user)."),
     ] = None,
     override_reason: OverrideReasonOption = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Manual links from this CSV (username,tin, optional role and reason: --reason "
+            "is the reason of rows without one), checked whole, then in one transaction.",
+        ),
+    ] = None,
+    skip_invalid: SkipInvalidOption = False,
+    yes: YesOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
@@ -84,10 +103,34 @@ def link(
     \b
     Example: portalctl tins link -u james.smith --tin 061137531 --code 48213377
     """
+    from portalctl.core.errors import UsageError
     from portalctl.core.tin import Tin
     from portalctl.domain.registration import link_tin
 
     rt = runtime(ctx)
+    if csv_file is not None:
+        from portalctl.domain.batch_changes import (
+            BatchOptions,
+            link_tins_from_csv,
+            read_batch_file,
+        )
+
+        if username is not None or tin is not None or code is not None or override_reason:
+            raise UsageError(
+                "--csv takes every link from the file: no -u, --tin, --code or --override-reason"
+            )
+        options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
+        batch = read_batch_file(csv_file, options, link=True)
+        if batch.applicable > HANDFUL:
+            confirm(f"link the {batch.applicable} TINs of {batch.source} by hand", yes=yes)
+        with printing_refused_record(fmt), rt.transaction() as connection:
+            summary = link_tins_from_csv(
+                connection, batch, operator=rt.operator_name, options=options
+            )
+        emit(summary, fmt)
+        return
+    if username is None or tin is None:
+        raise UsageError("give -u USERNAME and --tin TIN, or --csv FILE")
     parsed = Tin.parse(tin)
     if code is None and (code_stdin or reason is None):
         code = read_secret(
@@ -120,6 +163,7 @@ def unlink(
     force: Annotated[
         bool, typer.Option("--force", help="Allow removing the TIN's last security_admin.")
     ] = False,
+    yes: YesOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Remove an account's access to a TIN (refuses to remove its last security_admin).
@@ -132,13 +176,17 @@ def unlink(
 
     rt = runtime(ctx)
     parsed = Tin.parse(tin)
-    with rt.transaction() as connection:
-        result = unlink_tin(
-            connection,
-            operator=rt.operator_name,
-            username=username,
-            tin=parsed,
-            reason=reason,
-            force=force,
-        )
-    emit(result, fmt)
+
+    def unlink(confirmed: bool) -> dict[str, Any]:
+        with rt.transaction() as connection:
+            return unlink_tin(
+                connection,
+                operator=rt.operator_name,
+                username=username,
+                tin=parsed,
+                reason=reason,
+                force=force,
+                confirmed=confirmed,
+            )
+
+    emit(confirmed(unlink, yes=yes), fmt)

@@ -7,7 +7,7 @@ import csv
 import hashlib
 import io
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -22,11 +22,13 @@ csv.field_size_limit(1024 * 1024)
 
 @dataclass(frozen=True)
 class CsvRecord:
-    """One data row: its first physical line, its cells by (lower-case) column name."""
+    """One data row: its first physical line, its cells by (lower-case) column name, and its
+    cells as they were (for a failed-rows file)."""
 
     line: int
     values: dict[str, str]
     problem: str | None = None
+    cells: tuple[str, ...] = ()
 
 
 @dataclass
@@ -150,6 +152,30 @@ def open_output_file(path: str | Path) -> OutputFile:
         raise InvalidInput(f"{path}: cannot be written ({error.strerror})") from None
 
 
+class FailedRows:
+    """``--failed-rows OUT.csv``: the input's own header and exactly the input rows a run did
+    not apply, their cells as they were, so the file can be corrected and fed back in. Opened
+    before anything is done (``open_output_file``); rows are written in the input's order."""
+
+    def __init__(self, output: OutputFile) -> None:
+        self.output = output
+        self.writer = csv.writer(output.stream, lineterminator="\n")
+        self.header: list[str] = []
+        self.rows: dict[int, tuple[str, ...]] = {}
+
+    def keep_header(self, header: list[str]) -> None:
+        self.header = header
+
+    def add(self, line: int, cells: Sequence[str]) -> None:
+        self.rows[line] = tuple(cells)
+
+    def close(self) -> None:
+        self.writer.writerow(self.header)
+        for line in sorted(self.rows):
+            self.writer.writerow(self.rows[line])
+        self.output.close()
+
+
 def open_input_file(path: str | Path, mode: str = "r", **options: Any) -> IO[Any]:
     """Open an input file; a missing, unreadable or directory path is invalid input (exit 5)."""
     try:
@@ -165,11 +191,20 @@ def open_input_file(path: str | Path, mode: str = "r", **options: Any) -> IO[Any
 
 
 def read_csv(
-    stream: IO[str], source: str, *, required: Sequence[str], optional: Sequence[str] = ()
+    stream: IO[str],
+    source: str,
+    *,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    on_header: Callable[[list[str]], None] | None = None,
 ) -> Iterator[CsvRecord]:
-    """Yield the data rows of a CSV stream after checking its header against the known columns."""
+    """Yield the data rows of a CSV stream after checking its header against the known columns
+    (``on_header`` is given the header's cells as they were)."""
     reader = csv.reader(stream, strict=True)
-    header = _read_header(stream, reader, source)
+    raw_header = _read_header(stream, reader, source)
+    if on_header is not None:
+        on_header(raw_header)
+    header = [cell.strip().lower() for cell in raw_header]
     known = set(required) | set(optional)
     unknown = [name for name in header if name not in known]
     if unknown:
@@ -202,13 +237,14 @@ def read_csv(
         previous_end = reader.line_num
         if not cells or all(not cell.strip() for cell in cells):
             continue
+        raw = tuple(cells)
         if len(cells) != width:
-            yield CsvRecord(line, {}, f"expected {width} fields, found {len(cells)}")
+            yield CsvRecord(line, {}, f"expected {width} fields, found {len(cells)}", raw)
             continue
         if any("\x00" in cell for cell in cells):
-            yield CsvRecord(line, {}, NUL_PROBLEM)
+            yield CsvRecord(line, {}, NUL_PROBLEM, raw)
             continue
-        yield CsvRecord(line, {name: cell.strip() for name, cell in zip(header, cells)})
+        yield CsvRecord(line, {name: cell.strip() for name, cell in zip(header, cells)}, None, raw)
 
 
 def _not_utf8(stream: IO[str], source: str, reader: Any) -> InvalidInput:
@@ -232,7 +268,7 @@ def _read_header(stream: IO[str], reader: Any, source: str) -> list[str]:
     try:
         for cells in reader:
             if cells and any(cell.strip() for cell in cells):
-                return [cell.strip().lower() for cell in cells]
+                return list(cells)
     except UnicodeDecodeError:
         raise _not_utf8(stream, source, reader) from None
     except csv.Error as error:

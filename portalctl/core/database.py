@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from portalctl.core.errors import DatabaseUnavailable, InvalidInput, RecordedRefusal, Refused
+from portalctl.core.errors import DatabaseUnavailable, InvalidInput, PortalError, Refused
 from portalctl.core.readonly_db import (
     MALFORMED_URL,
     SQLITE_UNUSABLE,
@@ -226,14 +226,17 @@ def retrying_conflicts(connection: Connection, work: Callable[[], T], *, what: s
 
 @contextmanager
 def transaction_on(connection: Connection) -> Iterator[Connection]:
-    """One transaction on ``connection``: committed when the block ends or raises
-    ``RecordedRefusal`` (what led to the refusal was recorded and must stay), rolled back on
-    any other error."""
+    """One transaction on ``connection``: committed when the block ends or raises an error that
+    keeps its changes (``RecordedRefusal``: what led to the refusal was recorded;
+    ``PartlyApplied``: the rows applied stay), rolled back on any other error."""
     outer = connection.begin()
     try:
         yield connection
-    except RecordedRefusal:
-        outer.commit()
+    except PortalError as error:
+        if error.keeps_changes:
+            outer.commit()
+        elif outer.is_active:
+            outer.rollback()
         raise
     except BaseException:
         if outer.is_active:

@@ -29,6 +29,8 @@ class PortalError(Exception):
     with ``verified: false``, a bulk run's summary)."""
 
     exit_code: ExitCode = ExitCode.BUG
+    # True for a failure that reports work done or recorded, which its transaction keeps.
+    keeps_changes = False
 
     def __init__(self, message: str, *, details: list[str] | None = None, record: Any = None):
         super().__init__(message)
@@ -43,8 +45,19 @@ class UsageError(PortalError):
     exit_code = ExitCode.USAGE
 
 
+class ConfirmationNeeded(UsageError):
+    """A change that must be confirmed first (``--yes``, or an answer at a terminal): nothing
+    was changed; ``message`` is the question."""
+
+
 class ConfigurationError(UsageError):
     """A setting is missing or malformed (e.g. no PORTALCTL_SECRET_KEY)."""
+
+
+class Cancelled(PortalError):
+    """The operator answered no to a confirmation: nothing was changed (exit 0)."""
+
+    exit_code = ExitCode.OK
 
 
 class NotFound(PortalError):
@@ -65,10 +78,12 @@ class RecordedRefusal(Refused):
 
     The transaction helpers commit before re-raising it; every other error rolls back."""
 
+    keeps_changes = True
 
-class Cancelled(PortalError):
-    """The operator ended a guided flow ("cancel" or Ctrl-C) before its change; nothing was
-    changed beyond the checks it had audited."""
+
+class Interrupted(PortalError):
+    """The operator ended a guided flow ("cancel" or Ctrl-C at a prompt) before its change;
+    nothing was changed beyond the checks it had audited."""
 
     exit_code = ExitCode.INTERRUPTED
 
@@ -80,9 +95,11 @@ class InvalidInput(PortalError):
 
 
 class PartlyApplied(PortalError):
-    """A bulk run applied the good rows and skipped the others (``--skip-invalid``)."""
+    """A bulk run applied the good rows and skipped the others (``--skip-invalid``): what it
+    applied stays."""
 
     exit_code = ExitCode.PARTIAL
+    keeps_changes = True
 
 
 class DatabaseUnavailable(PortalError):

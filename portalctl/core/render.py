@@ -1,4 +1,4 @@
-"""The one renderer: records to ``table`` (tabulate), ``json`` or ``csv`` text.
+"""The one renderer: records to ``table`` (tabulate), ``json``, ``jsonl`` or ``csv`` text.
 
 Pure functions, no database. TINs are shown masked unless ``reveal`` is set; CSV cells that a
 spreadsheet would run as a formula are escaped.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
@@ -46,19 +46,65 @@ def render(
     data: Any, fmt: str, *, reveal: bool = False, columns: Sequence[str] | None = None
 ) -> str:
     """A listing (sequence) or one record (mapping) as text in ``fmt``."""
-    plain = to_plain(data, reveal=reveal)
-    if fmt == "json":
-        return json.dumps(plain, indent=2, ensure_ascii=False)
-    rows = [plain] if isinstance(plain, dict) else list(plain)
-    if columns is None:
-        columns = _columns_of(rows)
-    if fmt == "csv":
-        return _csv(rows, columns)
-    if fmt == "table":
-        if isinstance(plain, dict):
+    if isinstance(data, Mapping) or hasattr(data, "__dataclass_fields__"):
+        plain = to_plain(data, reveal=reveal)
+        if fmt == "json":
+            return json.dumps(plain, indent=2, ensure_ascii=False)
+        if fmt == "jsonl":
+            return json.dumps(plain, ensure_ascii=False)
+        if fmt == "table":
             return _vertical_table(plain)
-        return _table(rows, columns)
-    raise ValueError(f"unknown format {fmt!r}")
+        data = [plain]
+    return "".join(render_lines(data, fmt, reveal=reveal, columns=columns)).rstrip("\n")
+
+
+def render_lines(
+    rows: Iterable[Any], fmt: str, *, reveal: bool = False, columns: Sequence[str] | None = None
+) -> Iterator[str]:
+    """A listing as text, a line at a time (each piece ends with a newline), so a long listing
+    reaches its reader as it is read: constant memory in ``json``, ``jsonl`` and ``csv``. A
+    table needs every row for its column widths, so it is built whole."""
+    plain_rows = (to_plain(row, reveal=reveal) for row in rows)
+    if fmt == "table":
+        listed = list(plain_rows)
+        yield _table(listed, columns or _columns_of(listed)) + "\n"
+    elif fmt == "jsonl":
+        for row in plain_rows:
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+    elif fmt == "json":
+        yield from _json_lines(plain_rows)
+    elif fmt == "csv":
+        yield from _csv_lines(plain_rows, columns)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+
+
+def _json_lines(rows: Iterator[Any]) -> Iterator[str]:
+    first = True
+    for row in rows:
+        text = json.dumps(row, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + text
+        first = False
+    yield "[]\n" if first else "\n]\n"
+
+
+def _csv_lines(rows: Iterator[Any], columns: Sequence[str] | None) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header_written = False
+    for row in rows:
+        if not header_written:
+            columns = columns or list(row)
+            writer.writerow(columns)
+            header_written = True
+        assert columns is not None
+        writer.writerow([escape_formula(cell_text(row.get(column))) for column in columns])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if not header_written:
+        writer.writerow(columns or [])
+        yield buffer.getvalue()
 
 
 def _columns_of(rows: list[dict[str, Any]]) -> list[str]:
@@ -87,15 +133,6 @@ def cell_text(value: Any) -> str:
 def escape_formula(text: str) -> str:
     """Neutralise spreadsheet formulas (CSV injection) with a leading apostrophe."""
     return "'" + text if text.startswith(_FORMULA_LEADS) else text
-
-
-def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([escape_formula(cell_text(row.get(column))) for column in columns])
-    return buffer.getvalue().rstrip("\n")
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

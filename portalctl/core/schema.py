@@ -158,6 +158,10 @@ outbox = sa.Table(
     sa.Column("tin", sa.String(9), sa.ForeignKey("organisations.tin")),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    sa.Column("claim_token", sa.String(32)),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("cancelled_at", UTCDateTime),
+    sa.Column("cancel_reason", sa.String(500)),
 )
 
 account_codes = sa.Table(

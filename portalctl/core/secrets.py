@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 from portalctl.core.errors import InvalidInput
@@ -126,6 +126,9 @@ def parse_code(text: str, *, digits: int, what: str = "registration code") -> st
     return code
 
 
+@lru_cache(
+    maxsize=4
+)  # one key a run: derived again for every email it cost as much as a decryption
 def _fernet(key: bytes) -> Fernet:
     from cryptography.fernet import Fernet
 

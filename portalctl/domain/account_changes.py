@@ -110,7 +110,7 @@ def refuse_taken_username(connection: Connection, username: str) -> None:
         raise Refused(f"username {quoted(username)} is already taken")
 
 
-_STATUS_CHANGES = {
+STATUS_CHANGES = {
     # action: (statuses it applies to, new status)
     "unlock": (("locked",), "active"),
     "disable": (("active", "locked"), "disabled"),
@@ -130,7 +130,7 @@ def change_account_status(
     """unlock (locked -> active), disable (-> disabled) or enable (disabled -> active), audited."""
     now = now or utc_now()
     reason = clean_reason(reason)
-    applies_to, new_status = _STATUS_CHANGES[action]
+    applies_to, new_status = STATUS_CHANGES[action]
     row = get_account_row(connection, username, for_update=True)
     if row["status"] not in applies_to:
         raise Refused(f"account {quoted(row['username'])} is {row['status']}; cannot {action} it")

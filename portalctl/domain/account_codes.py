@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
 from portalctl.core.errors import NotFound, RecordedRefusal, Refused
 from portalctl.core.schema import account_codes, outbox
@@ -32,7 +33,8 @@ from portalctl.core.secrets import account_code_hmac, generate_code, parse_code
 from portalctl.core.text import quoted
 from portalctl.domain.audit import record_audit
 from portalctl.domain.immediate_mail import claim_for_immediate_delivery
-from portalctl.domain.outbox import queue_email
+from portalctl.domain.mail.claims import Claim
+from portalctl.domain.outbox import CANCELLABLE_STATUSES, cancellation_values, queue_email
 
 MAX_WRONG_ENTRIES = 5
 # A typed code is compared with this many of the account's latest codes, so that an earlier
@@ -49,7 +51,7 @@ class EmailedCode:
     id: int
     expires_at: datetime
     email_id: int
-    claim: str
+    claim: Claim
 
 
 def issue_account_code(
@@ -235,21 +237,14 @@ def code_status(row: RowMapping, now: datetime) -> str:
 
 
 def stop_code_email(connection: Connection, *, outbox_id: int | None, reason: str) -> None:
-    """The email of a code that can no longer be used must not go if it has not gone yet; its
-    secret is erased. (Marked ``dead`` with the reason until the outbox has a ``cancelled``
-    status.)"""
+    """The email of a code that can no longer be used must not go if it has not gone yet:
+    cancelled, its secret erased."""
     if outbox_id is None:
         return
     connection.execute(
         outbox.update()
-        .where(outbox.c.id == outbox_id, outbox.c.status.in_(("queued", "failed", "dead")))
-        .values(
-            status="dead",
-            last_error=reason,
-            secret_ciphertext=None,
-            claimed_by=None,
-            claimed_until=None,
-        )
+        .where(outbox.c.id == outbox_id, outbox.c.status.in_(CANCELLABLE_STATUSES))
+        .values(**cancellation_values(reason=f"code {reason}", now=utc_now()))
     )
 
 

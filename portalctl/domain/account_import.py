@@ -1,12 +1,15 @@
-"""``accounts import``: validate a whole CSV, stage it, and load it with set-based SQL, all or
-nothing (SPEC section 5)."""
+"""``accounts import``: validate a whole CSV, stage it, and load it with set-based SQL in one
+transaction (SPEC section 5): every row or none, unless ``skip_invalid`` applies the good rows
+and leaves the bad ones in the report and the failed-rows file."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,61 +18,54 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from portalctl.core.clock import utc_now
-from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_hashed, read_csv
+from portalctl.core.csvio import (
+    CsvErrors,
+    FailedRows,
+    OutputFile,
+    open_csv_hashed,
+    open_output_file,
+    read_csv,
+)
 from portalctl.core.database import retrying_conflicts, unique_violation
-from portalctl.core.errors import InvalidInput, PortalError, Refused
+from portalctl.core.errors import InvalidInput, PartlyApplied, Refused
 from portalctl.core.fields import clean_text
-from portalctl.core.schema import JSONText, UTCDateTime, account_imports
-from portalctl.core.secrets import hash_secret, normalise_answer
+from portalctl.core.render import escape_formula
+from portalctl.core.schema import account_imports
 from portalctl.core.staging import (
     bulk_connection,
-    bulk_load,
     create_staging_table,
     load_rows,
     reading_phase,
     tune_for_bulk_work,
 )
-from portalctl.core.text import quoted
-from portalctl.core.tin import mask_tin, parse_tin_digits
-from portalctl.domain.audit import record_audit
-from portalctl.domain.validation import (
-    clean_email,
-    clean_name,
-    clean_new_password,
-    clean_role,
-    clean_status,
-    clean_username,
+from portalctl.domain.account_import_rows import (
+    OPTIONAL,
+    REQUIRED,
+    STAGE_COLUMNS,
+    RowProblems,
+    staged_rows,
 )
+from portalctl.domain.account_import_sql import (
+    BULK_LINKS,
+    STAGE,
+    apply_stage,
+    check_repeated_usernames,
+    check_taken_usernames,
+    staged_accounts,
+    unstage_invalid_rows,
+)
+from portalctl.domain.audit import record_audit
 
-REQUIRED = ("username", "email", "full_name")
-OPTIONAL = ("tins", "status", "security_question", "security_answer", "password")
+REPORT_COLUMNS = ["line", "username", "outcome", "detail"]
+Progress = Callable[[int, int | None], None]
 
-_STAGE = "import_accounts"
-# From this many rows on (PostgreSQL), account_tins' foreign keys are checked once for the whole
-# file rather than row by row (one join instead of a probe and a row lock per link), and a table
-# the file at least
-# doubles (an initial load) gets its indexes rebuilt rather than grown, at the cost of locking
-# the tables involved exclusively until the import commits.
-BULK_LINKS = 100_000
-# Argon2id costs ~50 ms a hash by design: the answers and passwords of this many rows are hashed
-# together, on every core (argon2 releases the GIL while it works).
-_HASH_BATCH = 64
-_ANSWER, _PASSWORD = 8, 9  # their places in an account's staged row
-# One staging table for accounts (kind 'a') and their links (kind 'l'), so one COPY stream.
-_STAGE_COLUMNS = [
-    ("line", "INTEGER"),
-    ("kind", "CHAR(1)"),
-    ("username_key", "VARCHAR(254)"),
-    ("username", "VARCHAR(254)"),
-    ("email", "VARCHAR(254)"),
-    ("full_name", "VARCHAR(200)"),
-    ("status", "VARCHAR(16)"),
-    ("security_question", "VARCHAR(300)"),
-    ("security_answer_hash", "VARCHAR(300)"),
-    ("password_hash", "VARCHAR(300)"),
-    ("tin", "CHAR(9)"),
-    ("role", "VARCHAR(16)"),
-]
+
+@dataclass(frozen=True)
+class ImportOptions:
+    dry_run: bool = False
+    skip_invalid: bool = False
+    report_path: str | Path | None = None
+    failed_rows_path: str | Path | None = None
 
 
 def import_accounts_csv(
@@ -77,74 +73,173 @@ def import_accounts_csv(
     path: str | Path,
     *,
     operator: str,
+    options: ImportOptions = ImportOptions(),
     now: datetime | None = None,
     bulk_links: int = BULK_LINKS,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Import every row or none. The file is read, checked row by row and staged, and checked
     whole in SQL, in a transaction that takes no write lock on SQLite; then, under the lock,
     usernames are checked again (another writer may have taken one meanwhile) and the rows go
-    in by a few set-based statements, retried if PostgreSQL picks them as a deadlock victim."""
+    in by a few set-based statements, retried if PostgreSQL picks them as a deadlock victim.
+    The report and failed-rows files are opened first: a path that cannot be written is
+    invalid input while nothing has been done."""
     now = now or utc_now()
-    with bulk_connection(engine) as connection:
-        with reading_phase(connection):
-            tune_for_bulk_work(connection)
-            source, sha256, staged = _stage_file(connection, path)
-
-        def apply() -> dict[str, int]:
-            errors = CsvErrors(source)
-            _check_taken_usernames(connection, errors)
-            errors.raise_if_any()
-            try:
-                counts = _apply(connection, operator=operator, now=now, bulk_links=bulk_links)
-            except sa.exc.IntegrityError as error:
-                if unique_violation(error) != "accounts_username_key":
-                    raise
-                raise InvalidInput(
-                    f"{source}: a username in the file was taken while it was being imported; "
-                    "nothing was written: run it again to see which"
-                ) from None
-            connection.execute(
-                account_imports.insert().values(
-                    file_name=clean_text(Path(source).name, "file name") or "-",
-                    file_sha256=sha256,
-                    rows_total=staged,
-                    accounts_created=counts["accounts_created"],
+    report = open_output_file(options.report_path) if options.report_path else None
+    failed = (
+        FailedRows(open_output_file(options.failed_rows_path))
+        if (options.failed_rows_path)
+        else None
+    )
+    try:
+        with bulk_connection(engine) as connection:
+            with reading_phase(connection):
+                tune_for_bulk_work(connection)
+                source, sha256, problems = _stage_file(connection, path, options, failed, progress)
+            if options.dry_run:
+                with connection.begin():
+                    would = _count_accounts(connection)
+                summary = _summary(source, problems, dry_run=True, counts=None, would=would)
+            else:
+                summary = _apply_staged(
+                    connection,
+                    source,
+                    sha256,
+                    problems,
                     operator=operator,
-                    imported_at=now,
+                    now=now,
+                    bulk_links=bulk_links,
                 )
-            )
-            record_audit(
-                connection,
-                operator=operator,
-                action="account.import_file",
-                target=f"file:{Path(source).name}",
-                now=now,
-                details={"file": source, "sha256": sha256, "rows": staged, **counts},
-            )
-            return counts
+            if report is not None:
+                _write_report(connection, report, problems, applied=not options.dry_run)
+    finally:
+        for output in (report, failed):
+            if output is not None:
+                output.close()
+    if summary["invalid"]:
+        raise PartlyApplied(
+            f"{summary['invalid']} row(s) not imported"
+            + (f"; see {options.report_path}" if options.report_path else ""),
+            record=summary,
+        )
+    return summary
 
-        counts = retrying_conflicts(connection, apply, what="accounts import")
-    return {"file": source, **counts}
 
-
-def _stage_file(connection: Connection, path: str | Path) -> tuple[str, str, int]:
-    """Read and stage the whole file, every row checked; (its name, SHA-256, rows). A file
-    already imported is refused as such rather than by the usernames it has taken."""
+def _stage_file(
+    connection: Connection,
+    path: str | Path,
+    options: ImportOptions,
+    failed: FailedRows | None,
+    progress: Progress | None,
+) -> tuple[str, str, RowProblems]:
+    """Read and stage the whole file, every row checked; (its name, SHA-256, its problems). A
+    file already imported is refused as such rather than by the usernames it has taken."""
     stream, source, hashed = open_csv_hashed(path)
-    errors = CsvErrors(source)
-    create_staging_table(connection, _STAGE, _STAGE_COLUMNS, keep_after_commit=True)
+    problems = RowProblems(
+        CsvErrors(source),
+        skip_invalid=options.skip_invalid,
+        keep_all=options.report_path is not None,
+        failed_rows=failed,
+    )
+    create_staging_table(connection, STAGE, STAGE_COLUMNS, keep_after_commit=True)
     with stream, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as hashers:
-        records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
-        rows = _staged_rows(records, errors, hashers)
-        staged = load_rows(connection, _STAGE, [c for c, _ in _STAGE_COLUMNS], rows)
+        header = failed.keep_header if failed is not None else None
+        records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL, on_header=header)
+        rows = staged_rows(records, problems, hashers, progress)
+        load_rows(connection, STAGE, [c for c, _ in STAGE_COLUMNS], rows)
     sha256 = hashed.hexdigest()
     _refuse_imported_before(connection, source, sha256)
-    _check_repeated_usernames(connection, errors)
-    _check_taken_usernames(connection, errors)
-    errors.raise_if_any()
-    if staged == 0:
+    check_repeated_usernames(connection, problems)
+    check_taken_usernames(connection, problems)
+    if not options.skip_invalid and problems.errors.count:
+        if failed is not None:  # refused whole: every row of the file was not applied
+            for line, raw in connection.exec_driver_sql(
+                f"SELECT line, raw FROM {STAGE} WHERE kind = 'a'"
+            ):
+                failed.add(line, tuple(json.loads(raw)))
+        problems.errors.raise_if_any()
+    unstage_invalid_rows(connection, problems)
+    if not _count_accounts(connection) and not problems.errors.count:
         raise InvalidInput(f"{source}: no rows")
-    return source, sha256, staged
+    return source, sha256, problems
+
+
+def _apply_staged(
+    connection: Connection,
+    source: str,
+    sha256: str,
+    problems: RowProblems,
+    *,
+    operator: str,
+    now: datetime,
+    bulk_links: int,
+) -> dict[str, Any]:
+    def apply() -> dict[str, int]:
+        taken = RowProblems(CsvErrors(source))
+        check_taken_usernames(connection, taken)
+        taken.errors.raise_if_any()
+        try:
+            counts = apply_stage(connection, operator=operator, now=now, bulk_links=bulk_links)
+        except sa.exc.IntegrityError as error:
+            if unique_violation(error) != "accounts_username_key":
+                raise
+            raise InvalidInput(
+                f"{source}: a username in the file was taken while it was being imported; "
+                "nothing was written: run it again to see which"
+            ) from None
+        rows = counts["accounts_created"] + problems.errors.count
+        connection.execute(
+            account_imports.insert().values(
+                file_name=clean_text(Path(source).name, "file name") or "-",
+                file_sha256=sha256,
+                rows_total=rows,
+                accounts_created=counts["accounts_created"],
+                operator=operator,
+                imported_at=now,
+            )
+        )
+        record_audit(
+            connection,
+            operator=operator,
+            action="account.import_file",
+            target=f"file:{Path(source).name}",
+            now=now,
+            details={
+                "file": source,
+                "sha256": sha256,
+                "rows": rows,
+                "invalid": problems.errors.count,
+                **counts,
+            },
+        )
+        return counts
+
+    counts = retrying_conflicts(connection, apply, what="accounts import")
+    return _summary(source, problems, dry_run=False, counts=counts)
+
+
+def _summary(
+    source: str,
+    problems: RowProblems,
+    *,
+    dry_run: bool,
+    counts: dict[str, int] | None,
+    would: int = 0,
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {"file": source}
+    if counts is None:
+        summary["would_create"] = would
+    else:
+        summary.update(counts)
+    summary.update({"invalid": problems.errors.count, "dry_run": dry_run})
+    return summary
+
+
+def _count_accounts(connection: Connection) -> int:
+    count: int = connection.exec_driver_sql(
+        f"SELECT COUNT(*) FROM {STAGE} WHERE kind = 'a'"
+    ).scalar_one()
+    return count
 
 
 def _refuse_imported_before(connection: Connection, source: str, sha256: str) -> None:
@@ -161,206 +256,19 @@ def _refuse_imported_before(connection: Connection, source: str, sha256: str) ->
         )
 
 
-def _staged_rows(
-    records: Iterable[CsvRecord], errors: CsvErrors, hashers: Executor
-) -> Iterator[tuple[Any, ...]]:
-    batch: list[list[tuple[Any, ...]]] = []
-    for record in records:
-        try:
-            if record.problem:
-                raise InvalidInput(record.problem)
-            batch.append(_rows_for(record.line, record.values))
-        except PortalError as error:
-            errors.add(record.line, error.message)
-        if len(batch) >= _HASH_BATCH:
-            yield from _with_hashes(batch, errors, hashers)
-            batch = []
-    yield from _with_hashes(batch, errors, hashers)
-
-
-def _with_hashes(
-    batch: list[list[tuple[Any, ...]]], errors: CsvErrors, hashers: Executor
-) -> Iterator[tuple[Any, ...]]:
-    """The batch's staged rows with each plain answer and password replaced by its hash. Once a
-    row is invalid the file will be refused whole, so nothing more is hashed."""
-    plain = [rows[0][place] for rows in batch for place in (_ANSWER, _PASSWORD)]
-    hashes: list[str | None] = [None] * len(plain)
-    wanted = [index for index, value in enumerate(plain) if value]
-    if wanted and not errors.count:
-        for index, hashed in zip(wanted, hashers.map(hash_secret, [plain[i] for i in wanted])):
-            hashes[index] = hashed
-    for index, rows in enumerate(batch):
-        account = rows[0]
-        answer, password = hashes[2 * index], hashes[2 * index + 1]
-        yield account[:_ANSWER] + (answer, password) + account[_PASSWORD + 1 :]
-        yield from rows[1:]
-
-
-def _rows_for(line: int, values: dict[str, str]) -> list[tuple[Any, ...]]:
-    """The staged rows of one CSV row: its account, then one row per TIN link. (The hot loop of
-    a 1,000,000-row import: plain locals, no per-TIN objects.)"""
-    username = clean_username(values["username"])
-    email = clean_email(values["email"])
-    full_name = clean_name(values["full_name"])
-    status = values.get("status")
-    status = clean_status(status) if status else "active"
-    question = clean_text(values.get("security_question"), "security question", required=False)
-    answer = values.get("security_answer") or None
-    if (question is None) != (answer is None):
-        raise InvalidInput("security_question and security_answer go together")
-    password = values.get("password") or None
-    if password is not None:
-        password = clean_new_password(password, username=username, email=email)
-    key = username.lower()
-    rows: list[tuple[Any, ...]] = [
-        (
-            line,
-            "a",
-            key,
-            username,
-            email,
-            full_name,
-            status,
-            question,
-            normalise_answer(answer) if answer else None,  # hashed by _with_hashes
-            password,
-            None,
-            None,
-        )
+def _write_report(
+    connection: Connection, report: OutputFile, problems: RowProblems, *, applied: bool
+) -> None:
+    """``line,username,outcome,detail`` for every row, in line order; cells escaped against
+    formulas."""
+    rows: list[tuple[int, str, str, str]] = [
+        (line, username or "", "invalid", message)
+        for line, (username, message) in problems.by_line.items()
     ]
-    tins = values.get("tins")
-    if tins:
-        linked: set[str] = set()
-        for item in tins.split(";"):
-            item = item.strip()
-            if not item:
-                continue
-            tin_text, _, role = item.partition(":")
-            digits = parse_tin_digits(tin_text)
-            if digits in linked:
-                raise InvalidInput(f"TIN {mask_tin(digits)} is listed twice")
-            linked.add(digits)
-            rows.append(
-                (
-                    line,
-                    "l",
-                    key,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    digits,
-                    clean_role(role) if role else "user",
-                )
-            )
-    return rows
-
-
-def _check_repeated_usernames(connection: Connection, errors: CsvErrors) -> None:
-    """Usernames repeated in the file (case-insensitive)."""
-    repeated = connection.execute(
-        sa.text(f"""
-        SELECT s.line, s.username, first.line AS first_line
-        FROM {_STAGE} s
-        JOIN (SELECT username_key, MIN(line) AS line FROM {_STAGE} WHERE kind = 'a'
-              GROUP BY username_key HAVING COUNT(*) > 1) first
-          ON first.username_key = s.username_key AND s.line > first.line
-        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")
-    ).all()
-    for line, username, first_line in repeated:
-        errors.add(line, f"username {quoted(username)} repeats line {first_line}")
-
-
-def _check_taken_usernames(connection: Connection, errors: CsvErrors) -> None:
-    """Usernames already taken in the database (case-insensitive, merged accounts' included)."""
-    taken = connection.execute(
-        sa.text(f"""
-        SELECT s.line, s.username FROM {_STAGE} s
-        JOIN accounts a ON lower(a.username) = s.username_key
-        WHERE s.kind = 'a' ORDER BY s.line LIMIT 50""")
-    ).all()
-    for line, username in taken:
-        errors.add(line, f"username {quoted(username)} is already taken")
-
-
-def _apply(
-    connection: Connection, *, operator: str, now: datetime, bulk_links: int
-) -> dict[str, int]:
-    params = {"now": now, "operator": operator}
-    typed = [sa.bindparam("now", type_=UTCDateTime)]
-    organisations_created = connection.execute(
-        sa.text(f"""
-        INSERT INTO organisations (tin, failed_code_attempts, created_at)
-        SELECT DISTINCT tin, 0, :now FROM {_STAGE} s
-        WHERE kind = 'l' AND NOT EXISTS (SELECT 1 FROM organisations o WHERE o.tin = s.tin)
-    """).bindparams(*typed),
-        params,
-    ).rowcount
-    accounts_staged, links_staged = connection.execute(
-        sa.text(
-            f"SELECT SUM(CASE WHEN kind = 'a' THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN kind = 'l' THEN 1 ELSE 0 END) FROM {_STAGE}"
-        )
-    ).one()
-    # Inserted in key order, the accounts' index entries mostly append: rebuilding those
-    # indexes as for the links would not pay.
-    accounts_created = connection.execute(
-        sa.text(f"""
-        INSERT INTO accounts (username, email, full_name, status, password_hash,
-                              security_question, security_answer_hash, failed_verifications,
-                              created_at, updated_at)
-        SELECT username, email, full_name, status, password_hash, security_question,
-               security_answer_hash, 0, :now, :now
-        FROM {_STAGE} WHERE kind = 'a'
-        ORDER BY username_key  -- keys in index order: appends, not page splits all over
-    """).bindparams(*typed),
-        params,
-    ).rowcount
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("ANALYZE accounts")  # it may have just grown many-fold
-    with _loading(connection, "account_tins", links_staged or 0, bulk_rows=bulk_links):
-        links_created = connection.execute(
-            sa.text(f"""
-            INSERT INTO account_tins (account_id, tin, role, linked_at)
-            SELECT a.id, s.tin, s.role, :now
-            FROM {_STAGE} s JOIN accounts a ON lower(a.username) = s.username_key
-            WHERE s.kind = 'l' ORDER BY a.id, s.tin
-        """).bindparams(*typed),
-            params,
-        ).rowcount
-    with _loading(
-        connection, "audit_log", accounts_staged or 0, bulk_rows=bulk_links, foreign_keys=False
-    ):
-        connection.execute(
-            sa.text(f"""
-            INSERT INTO audit_log (at, operator, action, target, account, details)
-            SELECT :now, :operator, 'account.import', 'account:' || username, username, :details
-            FROM {_STAGE} WHERE kind = 'a' ORDER BY username_key
-        """).bindparams(*typed, sa.bindparam("details", type_=JSONText)),
-            {**params, "details": {"source": "accounts import"}},
-        )
-    return {
-        "accounts_created": accounts_created,
-        "links_created": links_created,
-        "organisations_created": organisations_created,
-    }
-
-
-def _loading(
-    connection: Connection, table: str, rows: int, *, bulk_rows: int, foreign_keys: bool = True
-) -> AbstractContextManager[None]:
-    """The block inserting ``rows`` into ``table``: from ``bulk_rows`` on (PostgreSQL), with
-    its foreign keys checked once, and its indexes rebuilt when the rows at least double it."""
-    if rows < bulk_rows or connection.dialect.name != "postgresql":
-        return nullcontext()
-    size = int(
-        connection.exec_driver_sql(
-            "SELECT reltuples FROM pg_class WHERE oid = %(table)s::regclass", {"table": table}
-        ).scalar_one()
-    )  # an estimate: counting a big table costs seconds
-    return bulk_load(
-        connection, table, foreign_keys=foreign_keys, rebuild_indexes=rows >= max(size, 0)
-    )
+    with connection.begin():
+        outcome = "created" if applied else "would_create"
+        rows += [(line, username, outcome, "") for line, username in staged_accounts(connection)]
+    writer = csv.writer(report.stream, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    for line, username, outcome, detail in sorted(rows):
+        writer.writerow([line, escape_formula(username), outcome, escape_formula(detail)])

@@ -47,5 +47,5 @@ def find_accounts_from_csv(
     return [
         {"query_line": line, **account}
         for line, query in queries
-        for account in find_accounts(connection, query)
+        for account in list(find_accounts(connection, query))
     ]

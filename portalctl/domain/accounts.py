@@ -3,7 +3,7 @@ searches, and the page ``accounts show`` prints."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +29,14 @@ class AccountQuery:
     email: str | None = None
     name: str | None = None
     tin: Tin | None = None
+    tin_last4: str | None = None
     status: str | None = None
     exact: bool = False
     limit: int = 50
 
     def is_empty(self) -> bool:
-        return not any([self.username, self.email, self.name, self.tin, self.status])
+        filters = [self.username, self.email, self.name, self.tin, self.tin_last4, self.status]
+        return not any(filters)
 
 
 def get_account_row(
@@ -89,11 +91,13 @@ def account_record(connection: Connection, username: str) -> dict[str, Any]:
     return account_records(connection, [get_account_row(connection, username)])[0]
 
 
-def find_accounts(connection: Connection, query: AccountQuery) -> list[dict[str, Any]]:
-    """Accounts matching every filter: case-insensitive substrings, or exact with ``exact``."""
+def find_accounts(connection: Connection, query: AccountQuery) -> Iterator[dict[str, Any]]:
+    """Accounts matching every filter: case-insensitive substrings, or exact with ``exact``.
+    The filters are checked at once; the accounts are read as they are consumed, a chunk of
+    accounts (and their links) at a time."""
     if query.is_empty():
         raise InvalidInput(
-            "give at least one filter: --username, --email, --name, --tin or --status"
+            "give at least one filter: --username, --email, --name, --tin, --tin-last4 or --status"
         )
     statement = sa.select(accounts)
 
@@ -119,14 +123,30 @@ def find_accounts(connection: Connection, query: AccountQuery) -> list[dict[str,
                 sa.select(account_tins.c.account_id).where(account_tins.c.tin == query.tin.reveal())
             )
         )
-    rows = (
-        connection.execute(
-            statement.order_by(sa.func.lower(accounts.c.username)).limit(query.limit)
+    if query.tin_last4:
+        statement = statement.where(
+            accounts.c.id.in_(
+                sa.select(account_tins.c.account_id).where(
+                    sa.func.substr(account_tins.c.tin, 6, 4) == clean_tin_last4(query.tin_last4)
+                )
+            )
         )
-        .mappings()
-        .all()
-    )
-    return account_records(connection, rows)
+    ordered = statement.order_by(sa.func.lower(accounts.c.username)).limit(query.limit)
+    return _records_as_read(connection, ordered)
+
+
+def _records_as_read(connection: Connection, statement: sa.Select[Any]) -> Iterator[dict[str, Any]]:
+    result = connection.execute(statement, execution_options={"yield_per": _CHUNK})
+    for rows in result.mappings().partitions(_CHUNK):
+        yield from account_records(connection, rows)
+
+
+def clean_tin_last4(value: str) -> str:
+    """The last four digits of a TIN, the only part of one a rep ever sees."""
+    digits = value.strip()
+    if len(digits) != 4 or not (digits.isascii() and digits.isdigit()):
+        raise InvalidInput(f"invalid --tin-last4 {quoted(digits)}: expected four digits")
+    return digits
 
 
 def show_account(connection: Connection, username: str, *, audit_limit: int = 10) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,9 +85,10 @@ def concerning_account(connection: Connection, username: str) -> sa.ColumnElemen
     )
 
 
-def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[str, Any]]:
+def list_audit(connection: Connection, audit_filter: AuditFilter) -> Iterator[dict[str, Any]]:
     """Newest first, filters combined with AND; one flow's records (``flow_id``) in the order
-    they were written, so they read as the call went."""
+    they were written, so they read as the call went. Read as it is consumed (a server-side
+    cursor on PostgreSQL), so a long listing takes constant memory."""
     f = audit_filter
     order = (audit_log.c.at.asc(), audit_log.c.id.asc())
     if not f.flow_id:
@@ -106,9 +108,9 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
         query = query.where(audit_log.c.tin == f.tin.reveal())
     if f.flow_id:
         query = query.where(audit_log.c.flow_id == f.flow_id.strip())
-    rows = connection.execute(query.limit(f.limit)).mappings().all()
-    return [
-        {
+    rows = connection.execute(query.limit(f.limit), execution_options={"yield_per": 1000})
+    for row in rows.mappings():
+        yield {
             "id": row["id"],
             "at": row["at"],
             "operator": row["operator"],
@@ -118,5 +120,3 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> list[dict[s
             "details": row["details"],
             "flow_id": row["flow_id"],
         }
-        for row in rows
-    ]

@@ -25,6 +25,7 @@ from portalctl.core.tin import Tin
 from portalctl.domain.audit import record_audit
 from portalctl.domain.code_records import shown_code_status
 from portalctl.domain.organisations import get_organisation
+from portalctl.domain.outbox import cancel_emails_of_codes
 from portalctl.domain.verification_records import record_verification
 
 _C = registration_codes.c
@@ -106,6 +107,7 @@ def check_registration_code(
             .where(_C.tin == tin.reveal(), _C.status == "active")
             .values(status="locked")
         )
+        cancel_emails_of_codes(connection, tin=tin, reason="code locked", now=now)
     code_id = row.id if row is not None else None
     record_audit(
         connection,
@@ -166,3 +168,4 @@ def consume_registration_code(
     ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is no longer usable")
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code used", now=now)

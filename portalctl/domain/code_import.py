@@ -10,9 +10,9 @@ are generated and encrypted in Python (never in clear in the database), HMACs st
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,27 @@ from sqlalchemy.engine import Connection, Engine
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
-from portalctl.core.csvio import CsvErrors, CsvRecord, open_csv_hashed, read_csv
-from portalctl.core.database import retrying_conflicts
-from portalctl.core.errors import InvalidInput, PortalError
+from portalctl.core.csvio import (
+    CsvErrors,
+    CsvRecord,
+    FailedRows,
+    open_csv_hashed,
+    open_output_file,
+    read_csv,
+)
+from portalctl.core.errors import InvalidInput, PartlyApplied, PortalError
 from portalctl.core.fields import clean_text
-from portalctl.core.schema import JSONText, UTCDateTime, code_batches
+from portalctl.core.schema import code_batches
 from portalctl.core.secrets import code_hmac, encrypt_secret, generate_code
 from portalctl.core.staging import bulk_connection, create_staging_table, load_rows, reading_phase
 from portalctl.core.tin import Tin
-from portalctl.domain.audit import record_audit
-from portalctl.domain.code_issue_sql import chunk_statements
-from portalctl.domain.file_claims import claim_file, finish_run, release_file
+from portalctl.domain.code_issue_chunks import STAGE, issue_claimed
+from portalctl.domain.file_claims import claim_file, release_file
 from portalctl.domain.outbox import new_message_id
 from portalctl.domain.validation import clean_email, clean_name
 
 REQUIRED = ("tin", "admin_name", "admin_email")
 OPTIONAL = ("provider_name", "org_name")
-STAGE = "issue_codes"
 DEFAULT_CHUNK_SIZE = 10_000
 _STAGE_COLUMNS = [
     ("line", "INTEGER"),
@@ -50,6 +54,7 @@ _STAGE_COLUMNS = [
     ("secret_ciphertext", "TEXT"),
     ("message_id", "VARCHAR(250)"),
     ("done", "INTEGER"),
+    ("raw", "TEXT"),
 ]
 
 
@@ -63,16 +68,64 @@ def issue_codes_from_csv(
     send_email: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     now_fn: Callable[[], datetime] = utc_now,
+    progress: Callable[[int, int | None], None] | None = None,
+    skip_invalid: bool = False,
+    failed_rows_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Issue every row's code and queue its email; counts only (the plain codes travel in the
-    emails, never in output or logs)."""
+    emails, never in output or logs). With ``skip_invalid`` the good rows are issued and the
+    run ends ``PartlyApplied`` naming how many were not; ``failed_rows_path`` keeps the rows
+    not issued, as they were."""
+    failed = FailedRows(open_output_file(failed_rows_path)) if failed_rows_path else None
+    try:
+        summary = _issue_file(
+            engine,
+            path,
+            operator=operator,
+            settings=settings,
+            dry_run=dry_run,
+            send_email=send_email,
+            chunk_size=chunk_size,
+            now_fn=now_fn,
+            progress=progress,
+            skip_invalid=skip_invalid,
+            failed=failed,
+        )
+    finally:
+        if failed is not None:
+            failed.close()
+    if summary["invalid"]:
+        raise PartlyApplied(f"{summary['invalid']} row(s) not issued", record=summary)
+    return summary
+
+
+def _issue_file(
+    engine: Engine,
+    path: str | Path,
+    *,
+    operator: str,
+    settings: Settings,
+    dry_run: bool,
+    send_email: bool,
+    chunk_size: int,
+    now_fn: Callable[[], datetime],
+    progress: Callable[[int, int | None], None] | None,
+    skip_invalid: bool,
+    failed: FailedRows | None,
+) -> dict[str, Any]:
     with bulk_connection(engine) as connection:
         with reading_phase(connection):
-            source, sha256, rows = _stage_file(
-                connection, path, settings=settings, generate=not dry_run, send_email=send_email
+            source, sha256, rows, invalid = _stage_file(
+                connection,
+                path,
+                settings=settings,
+                generate=not dry_run,
+                send_email=send_email,
+                skip_invalid=skip_invalid,
+                failed=failed,
             )
         if dry_run:
-            return {"file": source, "dry_run": True, "would_issue": rows}
+            return {"file": source, "dry_run": True, "would_issue": rows, "invalid": invalid}
         batch_id = claim_file(
             connection,
             code_batches,
@@ -82,7 +135,7 @@ def issue_codes_from_csv(
             what="code.batch",
         )
         try:
-            return _issue_claimed(
+            issued = issue_claimed(
                 connection,
                 batch_id,
                 source=source,
@@ -92,7 +145,10 @@ def issue_codes_from_csv(
                 send_email=send_email,
                 chunk_size=chunk_size,
                 now_fn=now_fn,
+                progress=progress,
+                rows=rows,
             )
+            return {**issued, "invalid": invalid}
         finally:
             release_file(connection, code_batches, sha256)
 
@@ -104,22 +160,43 @@ def _stage_file(
     settings: Settings,
     generate: bool,
     send_email: bool,
-) -> tuple[str, str, int]:
-    """Read, validate and stage the whole file; (its name, SHA-256, rows)."""
+    skip_invalid: bool,
+    failed: FailedRows | None,
+) -> tuple[str, str, int, int]:
+    """Read, validate and stage the whole file; (its name, SHA-256, rows staged, invalid)."""
     stream, source, hashed = open_csv_hashed(path)
     errors = CsvErrors(source)
     create_staging_table(connection, STAGE, _STAGE_COLUMNS, keep_after_commit=True)
     with stream:
-        records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL)
+        header = failed.keep_header if failed is not None else None
+        records = read_csv(stream, source, required=REQUIRED, optional=OPTIONAL, on_header=header)
         rows = _staged_rows(
-            records, errors, settings=settings, generate=generate, send_email=send_email
+            records,
+            errors,
+            settings=settings,
+            generate=generate,
+            send_email=send_email,
+            failed=failed,
         )
         staged = load_rows(connection, STAGE, [c for c, _ in _STAGE_COLUMNS], rows)
-    _check_contacts(connection, errors)
-    errors.raise_if_any()
-    if staged == 0:
+    repeated = _check_contacts(connection, errors, every=skip_invalid)
+    if errors.count and not skip_invalid:
+        _keep_failed(connection, failed, "1 = 1")  # refused whole: no row was issued
+        errors.raise_if_any()
+    if repeated:
+        lines = ", ".join(str(line) for line in repeated)
+        _keep_failed(connection, failed, f"line IN ({lines})")
+        connection.exec_driver_sql(f"DELETE FROM {STAGE} WHERE line IN ({lines})")
+        staged -= len(repeated)
+    if staged == 0 and not errors.count:
         raise InvalidInput(f"{source}: no rows")
-    return source, hashed.hexdigest(), staged
+    return source, hashed.hexdigest(), staged, errors.count
+
+
+def _keep_failed(connection: Connection, failed: FailedRows | None, where: str) -> None:
+    if failed is not None:
+        for line, raw in connection.exec_driver_sql(f"SELECT line, raw FROM {STAGE} WHERE {where}"):
+            failed.add(line, tuple(json.loads(raw)))
 
 
 def _staged_rows(
@@ -129,6 +206,7 @@ def _staged_rows(
     settings: Settings,
     generate: bool,
     send_email: bool,
+    failed: FailedRows | None,
 ) -> Iterator[tuple[Any, ...]]:
     key, digits = settings.secret_key, settings.code_digits
     for record in records:
@@ -143,6 +221,8 @@ def _staged_rows(
             org_name = clean_text(values.get("org_name"), "organisation name", required=False)
         except PortalError as error:
             errors.add(record.line, error.message)
+            if failed is not None:
+                failed.add(record.line, record.cells)
             continue
         digest = ciphertext = message_id = None
         if generate:
@@ -150,187 +230,33 @@ def _staged_rows(
             digest = code_hmac(key, tin=tin, code=code)
             if send_email:
                 ciphertext, message_id = encrypt_secret(key, code), new_message_id()
-        yield (record.line, tin, name, email, provider, org_name, digest, ciphertext, message_id, 0)
+        raw = json.dumps(record.cells) if failed is not None else None
+        yield (
+            record.line,
+            tin,
+            name,
+            email,
+            provider,
+            org_name,
+            digest,
+            ciphertext,
+            message_id,
+            0,
+            raw,
+        )
 
 
-def _check_contacts(connection: Connection, errors: CsvErrors) -> None:
-    """A contact holds at most one active code per TIN: a file naming one twice is invalid."""
+def _check_contacts(connection: Connection, errors: CsvErrors, *, every: bool) -> list[int]:
+    """A contact holds at most one active code per TIN: a file naming one twice is invalid;
+    the lines after the first (all of them with ``every``, else enough to list)."""
     repeated = connection.execute(
         sa.text(f"""
         SELECT s.line, f.line FROM {STAGE} s
         JOIN (SELECT tin, lower(admin_email) AS email, MIN(line) AS line FROM {STAGE}
               GROUP BY tin, lower(admin_email) HAVING COUNT(*) > 1) f
           ON f.tin = s.tin AND f.email = lower(s.admin_email) AND s.line > f.line
-        ORDER BY s.line LIMIT 50""")
+        ORDER BY s.line {"" if every else "LIMIT 50"}""")
     ).all()
     for line, first in repeated:
         errors.add(line, f"the same admin email and TIN as line {first} (one code per contact)")
-
-
-def _issue_claimed(
-    connection: Connection,
-    batch_id: int,
-    *,
-    source: str,
-    sha256: str,
-    operator: str,
-    settings: Settings,
-    send_email: bool,
-    chunk_size: int,
-    now_fn: Callable[[], datetime],
-) -> dict[str, Any]:
-    with connection.begin():
-        already = _mark_issued_lines(connection, sha256)
-        _regenerate_clashing_codes(connection, settings=settings, send_email=send_email)
-        connection.execute(
-            code_batches.update()
-            .where(code_batches.c.id == batch_id)
-            .values(
-                rows_total=sa.select(sa.func.count())
-                .select_from(sa.table(STAGE))
-                .scalar_subquery(),
-                already_issued=already,
-            )
-        )
-    counts = {"codes_issued": 0, "emails_queued": 0, "organisations_created": 0}
-    statements, texts = chunk_statements(STAGE, settings=settings, send_email=send_email)
-    start = 0
-    try:
-        while True:
-            next_chunk = partial(
-                _issue_chunk,
-                connection,
-                statements,
-                texts,
-                start=start,
-                size=chunk_size,
-                batch_id=batch_id,
-                operator=operator,
-                ttl_days=settings.code_ttl_days,
-                now_fn=now_fn,
-            )
-            chunk = retrying_conflicts(connection, next_chunk, what="codes issue --csv")
-            if chunk is None:
-                break
-            start, issued = chunk
-            for name, value in issued.items():
-                counts[name] += value
-        with connection.begin():
-            finish_run(connection, code_batches, batch_id, state="completed")
-            record_audit(
-                connection,
-                operator=operator,
-                action="code.issue_file",
-                target=f"batch:{batch_id}",
-                details={"file": source, "already_issued": already, **counts},
-            )
-    except BaseException:
-        if not connection.closed and not connection.invalidated:
-            connection.rollback()
-            with connection.begin():
-                finish_run(connection, code_batches, batch_id, state="failed")
-        raise
-    return {
-        "file": source,
-        "dry_run": False,
-        "batch_id": batch_id,
-        "already_issued": already,
-        **counts,
-    }
-
-
-def _mark_issued_lines(connection: Connection, sha256: str) -> int:
-    """Lines an earlier run of this same file issued are not issued again."""
-    return connection.execute(
-        sa.text(f"""
-        UPDATE {STAGE} SET done = 1
-        WHERE EXISTS (SELECT 1 FROM registration_codes r
-                      JOIN code_batches b ON b.id = r.batch_id
-                      WHERE b.file_sha256 = :sha AND r.batch_line = {STAGE}.line)"""),
-        {"sha": sha256},
-    ).rowcount
-
-
-def _regenerate_clashing_codes(
-    connection: Connection, *, settings: Settings, send_email: bool
-) -> None:
-    """A generated code whose HMAC another code of its TIN already has (one chance in
-    10**digits per code of that TIN) is drawn again."""
-    key, digits = settings.secret_key, settings.code_digits
-    while clashes := connection.execute(
-        sa.text(f"""
-            SELECT s.line, s.tin FROM {STAGE} s
-            WHERE s.done = 0 AND (
-                EXISTS (SELECT 1 FROM registration_codes r WHERE r.code_hmac = s.code_hmac)
-                OR EXISTS (SELECT 1 FROM {STAGE} o WHERE o.code_hmac = s.code_hmac
-                           AND o.line < s.line))""")
-    ).all():
-        for line, tin in clashes:
-            code = generate_code(digits)
-            connection.execute(
-                sa.text(
-                    f"UPDATE {STAGE} SET code_hmac = :digest, secret_ciphertext = :secret "
-                    "WHERE line = :line"
-                ),
-                {
-                    "digest": code_hmac(key, tin=tin, code=code),
-                    "line": line,
-                    "secret": encrypt_secret(key, code) if send_email else None,
-                },
-            )
-
-
-def _issue_chunk(
-    connection: Connection,
-    statements: dict[str, str],
-    texts: dict[str, str],
-    *,
-    start: int,
-    size: int,
-    batch_id: int,
-    operator: str,
-    ttl_days: int,
-    now_fn: Callable[[], datetime],
-) -> tuple[int, dict[str, int]] | None:
-    """The next ``size`` lines still to issue, from line ``start`` on: (the line after them,
-    the counts); None when none is left."""
-    end = connection.execute(
-        sa.text(f"""
-        SELECT MAX(line) FROM (SELECT line FROM {STAGE} WHERE done = 0 AND line >= :start
-                               ORDER BY line LIMIT :size) c"""),
-        {"start": start, "size": size},
-    ).scalar()
-    if end is None:
-        return None
-    now = now_fn()
-    params = {
-        **texts,
-        "lo": start,
-        "hi": end,
-        "batch": batch_id,
-        "operator": operator,
-        "now": now,
-        "expires": now + timedelta(days=ttl_days),
-        "details": {"source": "codes issue --csv", "batch_id": batch_id},
-    }
-    typed: list[sa.BindParameter[Any]] = [
-        sa.bindparam("now", type_=UTCDateTime),
-        sa.bindparam("expires", type_=UTCDateTime),
-        sa.bindparam("details", type_=JSONText),
-    ]
-    done = {
-        name: connection.execute(
-            sa.text(sql).bindparams(*[p for p in typed if f":{p.key}" in sql]), params
-        ).rowcount
-        for name, sql in statements.items()
-    }
-    connection.execute(
-        code_batches.update()
-        .where(code_batches.c.id == batch_id)
-        .values(issued=code_batches.c.issued + done["codes_issued"], heartbeat_at=now)
-    )
-    return end + 1, {
-        "codes_issued": done["codes_issued"],
-        "emails_queued": done.get("emails_queued", 0),
-        "organisations_created": done["organisations_created"],
-    }
+    return [line for line, _ in repeated]

@@ -3,6 +3,7 @@ record, and listings. (The codes themselves are never stored: see ``codes``.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -69,8 +70,9 @@ def list_registration_codes(
     email: str | None = None,
     limit: int = 100,
     now: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Codes newest first; ``status`` may be ``expired`` (active but past its expiry)."""
+) -> Iterator[dict[str, Any]]:
+    """Codes newest first, read as they are consumed; ``status`` may be ``expired`` (active
+    but past its expiry)."""
     now = now or utc_now()
     if status is not None and status not in CODE_STATUSES:
         raise InvalidInput(f"unknown status {quoted(status)} (one of {', '.join(CODE_STATUSES)})")
@@ -85,4 +87,5 @@ def list_registration_codes(
         query = query.where(_C.status == "active", _C.expires_at > now)
     elif status:
         query = query.where(_C.status == status)
-    return [code_record(row, now) for row in connection.execute(query)]
+    rows = connection.execute(query, execution_options={"yield_per": 1000})
+    return (code_record(row, now) for row in rows)

@@ -25,7 +25,7 @@ from portalctl.domain.audit import record_audit
 from portalctl.domain.code_records import show_registration_code
 from portalctl.domain.emails import credentialing_body, credentialing_subject
 from portalctl.domain.organisations import ensure_organisation
-from portalctl.domain.outbox import queue_email
+from portalctl.domain.outbox import cancel_emails_of_codes, queue_email
 from portalctl.domain.validation import clean_email, clean_name
 
 _C = registration_codes.c
@@ -122,7 +122,7 @@ def revoke_contact_codes(
     connection: Connection, *, tin: Tin, admin_email: str, reason: str, now: datetime
 ) -> list[int]:
     """Revoke the contact's usable codes for ``tin`` (before a new one is issued to them)."""
-    return list(
+    replaced = list(
         connection.execute(
             registration_codes.update()
             .where(
@@ -134,6 +134,8 @@ def revoke_contact_codes(
             .returning(_C.id)
         ).scalars()
     )
+    cancel_emails_of_codes(connection, code_ids=replaced, reason=f"code {reason}", now=now)
+    return replaced
 
 
 def revoke_registration_code(
@@ -155,6 +157,8 @@ def revoke_registration_code(
     ).rowcount
     if done != 1:
         raise Refused(f"registration code {code_id} is {record['status']}, it cannot be revoked")
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code revoked", now=now)
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code revoked", now=now)
     record_audit(
         connection,
         operator=operator,
@@ -187,6 +191,7 @@ def reissue_registration_code(
         .where(_C.id == code_id, _C.status.in_(REVOCABLE))
         .values(status="revoked", revoked_at=now, revoke_reason="reissued")
     )
+    cancel_emails_of_codes(connection, code_ids=[code_id], reason="code reissued", now=now)
     connection.execute(
         organisations.update()
         .where(organisations.c.tin == old["tin"].reveal())

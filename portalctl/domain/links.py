@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from portalctl.core.clock import utc_now
-from portalctl.core.errors import NotFound, Refused
+from portalctl.core.errors import ConfirmationNeeded, NotFound, Refused
 from portalctl.core.fields import clean_reason
 from portalctl.core.schema import account_tins, accounts, registration_codes
 from portalctl.core.text import quoted
@@ -118,9 +118,11 @@ def unlink_tin(
     tin: Tin,
     reason: str | None,
     force: bool = False,
+    confirmed: bool = True,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Remove an account's access to a TIN; never silently the organisation's last administrator."""
+    """Remove an account's access to a TIN; never silently the organisation's last
+    administrator: without ``force`` refused, with it (unless ``confirmed``) a question."""
     now = now or utc_now()
     reason = clean_reason(reason)
     account = get_account_row(connection, username, for_update=True)
@@ -133,15 +135,14 @@ def unlink_tin(
     name = quoted(account["username"])
     if role is None:
         raise NotFound(f"account {name} does not hold TIN {tin}")
-    if (
-        role == "security_admin"
-        and not force
-        and not other_active_admins(connection, tin, account["id"])
-    ):
-        raise Refused(
-            f"{name} is the last security administrator of TIN {tin}; "
-            "link another administrator first, or use --force"
-        )
+    if role == "security_admin" and not other_active_admins(connection, tin, account["id"]):
+        if not force:
+            raise Refused(
+                f"{name} is the last security administrator of TIN {tin}; "
+                "link another administrator first, or use --force"
+            )
+        if not confirmed:
+            raise ConfirmationNeeded(f"remove {name}, the last security administrator of TIN {tin}")
     connection.execute(
         account_tins.delete().where(
             account_tins.c.account_id == account["id"], account_tins.c.tin == tin.reveal()

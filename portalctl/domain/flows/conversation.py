@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from portalctl.core.database import transaction
 from portalctl.core.errors import (
     Cancelled,
+    Interrupted,
     InvalidInput,
     NotFound,
     PortalError,
@@ -107,7 +108,7 @@ class Talk:
             raise self._out_of_answers(prompt) from None
         word = answer.strip().lower()
         if word == CANCEL:
-            raise Cancelled(f"flow {self.flow_id} cancelled")
+            raise Interrupted(f"flow {self.flow_id} cancelled")
         if word in words:
             return word
         return answer
@@ -152,7 +153,8 @@ class Talk:
                 return checked
 
     def confirm(self, prompt: str, *, yes: bool) -> None:
-        """A yes/no before the change (``yes``: answered by ``--yes``); no cancels the flow."""
+        """A yes/no before the change (``yes``: answered by ``--yes``); no ends the flow with
+        nothing changed, as every confirmation answered no does (exit 0)."""
         while not yes:
             answer = self.ask(prompt).strip().lower()
             if answer in ("no", "n"):
@@ -212,15 +214,14 @@ def run_flow(
     try:
         record.outcome = steps(talk, record)
     except KeyboardInterrupt:
-        ending = Cancelled(f"flow {flow_id} interrupted")
+        ending = Interrupted(f"flow {flow_id} interrupted")
     except PortalError as error:
         ending = error
     if ending is not None:
         if record.outcome is None:
-            record.outcome = (
-                "cancelled" if isinstance(ending, Cancelled | UsageError) else "refused"
-            )
-        if isinstance(ending, Cancelled):
+            ended_early = isinstance(ending, Cancelled | Interrupted | UsageError)
+            record.outcome = "cancelled" if ended_early else "refused"
+        if isinstance(ending, Cancelled | Interrupted):
             ending.message += ": nothing was changed beyond its audited checks"
         ending.record = record.as_dict()
     _audit(engine, operator, flow_id, "flow.end", record.as_dict(), best_effort=ending is not None)
