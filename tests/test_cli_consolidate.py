@@ -95,7 +95,20 @@ def test_one_maps_rules_to_exit_codes(cli, backend):
     assert cli("consolidate", "one", "-p", "ann", "-s", "ghost").exit_code == 3
     bad_tin = cli("consolidate", "one", "-p", "ann", "-s", "bob", "--tin", "12")
     assert bad_tin.exit_code == 5 and "invalid TIN" in bad_tin.stderr
-    moved = cli("consolidate", "one", "-p", "ann", "-s", "bob", "--tin", "22-3456781", "-f", "json")
+    moved = cli(
+        "consolidate",
+        "one",
+        "-p",
+        "ann",
+        "-s",
+        "bob",
+        "--tin",
+        "22-3456781",
+        "-f",
+        "json",
+        "--override-reason",
+        "verified by phone",
+    )
     assert moved.exit_code == 0
     assert moved.json()["links_moved"] == [{"tin": "*****6781", "role": "user"}]
     assert cli("consolidate", "status", "99").exit_code == 3

@@ -224,6 +224,8 @@ def test_seed_flow_existing_account_links_the_tin_with_a_code(cli, backend):
         "061137531",
         "--code",
         issued["code"],
+        "--override-reason",
+        "verified by phone",
         "-f",
         "json",
     )
@@ -283,9 +285,14 @@ def test_seed_flow_new_email_registers_a_new_account(cli, backend):
 def test_link_with_wrong_code_or_code_of_another_tin_is_refused_and_counted(practice, cli, backend):
     issue_code(cli, tin="061137531")
     other = issue_code(cli, tin="836576879")
-    wrong = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", "12345678")
+    override = ("--override-reason", "verified by phone")
+    wrong = cli(
+        "tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", "12345678", *override
+    )
     assert wrong.exit_code == 4 and "refused: wrong (1 failed attempt" in wrong.stderr
-    crossed = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", other["code"])
+    crossed = cli(
+        "tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", other["code"], *override
+    )
     assert crossed.exit_code == 4 and "(2 failed attempt" in crossed.stderr
     assert (
         backend.scalar("SELECT failed_code_attempts FROM organisations WHERE tin = '061137531'")
@@ -330,7 +337,18 @@ def test_unusable_codes_are_refused_with_their_reason(practice, cli, backend, st
             )
         else:
             connection.exec_driver_sql(f"UPDATE registration_codes SET status = '{state}'")
-    result = cli("tins", "link", "-u", "mgarcia", "--tin", "061137531", "--code", issued["code"])
+    result = cli(
+        "tins",
+        "link",
+        "-u",
+        "mgarcia",
+        "--tin",
+        "061137531",
+        "--code",
+        issued["code"],
+        "--override-reason",
+        "verified by phone",
+    )
     assert result.exit_code == 4 and f"refused: {state}" in result.stderr
 
 
@@ -360,6 +378,7 @@ def test_two_concurrent_uses_of_one_code_one_wins(practice, cli, backend):
                     tin=Tin.parse("061137531"),
                     code=issued["code"],
                     settings=settings,
+                    override_reason="verified by phone",
                 )
             results[username] = "linked"
         except Refused as error:

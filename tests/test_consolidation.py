@@ -23,6 +23,7 @@ A, B, C = "061137531", "836576879", "223456781"
 
 
 def one(backend, primary, secondary, **options):
+    options.setdefault("override_reason", "the rules, not the caller, are tested here")
     with backend.begin() as connection:
         return consolidate_one(
             connection, operator="ops-anna", primary=primary, secondary=secondary, **options

@@ -434,7 +434,16 @@ def test_update_refusals(john, cli, backend):
     assert same.exit_code == 0
     assert backend.scalar("SELECT count(*) FROM audit_log WHERE action = 'account.update'") == 1
     make_account(cli, "primary.john", "primary@example.org")
-    cli("consolidate", "one", "--primary", "primary.john", "--secondary", USER)
+    cli(
+        "consolidate",
+        "one",
+        "--primary",
+        "primary.john",
+        "--secondary",
+        USER,
+        "--override-reason",
+        "verified by phone",
+    )
     merged = cli("accounts", "update", USER, "--full-name", "X")
     assert (merged.exit_code, merged.stderr) == (
         4,

@@ -359,7 +359,16 @@ def test_accounts_using_the_address_are_counted(john, cli, server):
 def test_only_an_active_account_gets_a_code(john, cli, backend, server, status_command):
     if status_command == "merged":
         make_account(cli, "primary.john", "primary@example.org")
-        cli("consolidate", "one", "--primary", "primary.john", "--secondary", USER)
+        cli(
+            "consolidate",
+            "one",
+            "--primary",
+            "primary.john",
+            "--secondary",
+            USER,
+            "--override-reason",
+            "verified by phone",
+        )
         status = "merged"
     else:
         cli("accounts", "disable", "--yes", USER, "--reason", "left")

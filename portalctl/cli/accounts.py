@@ -188,7 +188,7 @@ def verify(
     """Verify a caller: check the security answer, the PIN or the password.
 
     Failures are counted; the account locks after PORTALCTL_ACCOUNT_MAX_FAILURES (default 5).
-    Exit 0 verified, 4 not verified.
+    Exit 0 verified (until valid_until: `accounts verified`), 4 not verified.
 
     \b
     Example: portalctl accounts verify johnsmith@gmail.com --answer Smith
@@ -218,8 +218,30 @@ def verify(
             pin=secret_pin,
             password=secret_password,
             max_failures=rt.settings.account_max_failures,
+            window_minutes=rt.settings.verification_window_minutes,
         )
     emit(result, fmt)
+
+
+@app.command("verified")
+def verified(
+    ctx: typer.Context, username: UsernameArgument, fmt: FormatOption = OutputFormat.table
+) -> None:
+    """Which verifications of the caller are current, and until when (each method's latest).
+
+    A verification counts for PORTALCTL_VERIFICATION_WINDOW_MINUTES (default 30) from the
+    check; `consolidate one` and `tins link --code` need current ones.
+
+    \b
+    Example: portalctl accounts verified jsmith_old
+    """
+    from portalctl.domain.verification_records import current_verifications
+
+    rt = runtime(ctx)
+    with rt.transaction(read_only=True) as connection:
+        records = current_verifications(connection, username=username)
+    columns = ["username", "method", "verified_at", "valid_until", "operator", "flow_id"]
+    emit(records, fmt, columns=columns)
 
 
 def _status_command(action: str, doc: str) -> Callable[..., None]:

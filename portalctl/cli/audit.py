@@ -31,11 +31,15 @@ def audit(
     ] = None,
     account: Annotated[str | None, typer.Option("--account", help="Username.")] = None,
     tin: Annotated[str | None, typer.Option("--tin")] = None,
+    flow: Annotated[
+        str | None,
+        typer.Option("--flow", help="One guided flow's records (its id), in the order written."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 100,
     reveal: RevealOption = False,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
-    """Show audit records, newest first; filters combine.
+    """Show audit records, newest first (one --flow's in the order written); filters combine.
 
     \b
     Example: portalctl audit --account johnsmith@gmail.com --since 2026-11-01
@@ -52,9 +56,12 @@ def audit(
         action=action,
         account=account,
         tin=Tin.parse(tin) if tin is not None else None,
+        flow_id=flow,
         limit=limit + 1,
     )
     columns = ["id", "at", "operator", "action", "target", "tin", "details"]
+    if flow is not None:
+        columns.append("flow_id")
     with rt.transaction(read_only=True) as connection:
         records = list_audit(connection, audit_filter)
         rt.show_listing(records, fmt, limit=limit, reveal=reveal, command="audit", columns=columns)

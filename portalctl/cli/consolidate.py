@@ -8,6 +8,7 @@ import typer
 from portalctl.cli.runtime import (
     FormatOption,
     OutputFormat,
+    OverrideReasonOption,
     command_group,
     emit,
     logged_run,
@@ -44,9 +45,15 @@ def one(
     ] = None,
     dry_run: DryRunOption = False,
     notify: NotifyOption = False,
+    override_reason: OverrideReasonOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Merge one account into another and show which TIN links moved.
+
+    The caller must be verified first (within PORTALCTL_VERIFICATION_WINDOW_MINUTES): the
+    secondary by its security answer or PIN and an email code, the primary by its password;
+    otherwise exit 4 naming what is missing, unless --override-reason. A --dry-run is not
+    gated and lists what is missing under not_verified.
 
     \b
     Example: portalctl consolidate one --primary johnsmith@gmail.com --secondary jsmith_old
@@ -64,6 +71,7 @@ def one(
             tin=Tin.parse(tin) if tin is not None else None,
             dry_run=dry_run,
             notify=notify,
+            override_reason=override_reason,
         )
     emit(result, fmt)
 

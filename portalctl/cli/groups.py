@@ -7,6 +7,10 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "tins": ("portalctl.cli.tins", "Tax IDs (TINs): show, link to an account, unlink."),
     "codes": ("portalctl.cli.codes", "Issue, check and revoke registration codes."),
     "mail": ("portalctl.cli.mail", "Deliver and inspect queued emails."),
+    "flow": (
+        "portalctl.cli.flow",
+        "The portal's guides, guided: consolidate accounts, add a Tax ID with its code.",
+    ),
     "consolidate": (
         "portalctl.cli.consolidate",
         "Merge duplicate accounts into one (links move, the higher role wins).",

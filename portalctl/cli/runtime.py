@@ -53,6 +53,14 @@ HANDFUL = 5
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why (required; kept in the audit log).")
 ]
+OverrideReasonOption = Annotated[
+    str | None,
+    typer.Option(
+        "--override-reason",
+        help="Go ahead without the caller's verifications: how you established their identity "
+        "instead (kept in the audit log).",
+    ),
+]
 
 
 def command_group(name: str) -> typer.Typer:

@@ -10,6 +10,7 @@ from portalctl.cli.runtime import (
     HANDFUL,
     FormatOption,
     OutputFormat,
+    OverrideReasonOption,
     ReasonOption,
     RevealOption,
     YesOption,
@@ -78,6 +79,7 @@ def link(
         str | None,
         typer.Option("--role", help="Manual links only: security_admin or user (default user)."),
     ] = None,
+    override_reason: OverrideReasonOption = None,
     csv_file: Annotated[
         Path | None,
         typer.Option(
@@ -92,9 +94,11 @@ def link(
 ) -> None:
     """Give an account access to a TIN, with a registration code or by a rep's decision.
 
-    With a code, it is checked against the TIN (failures count towards the TIN's lockout), used
-    exactly once, and the account becomes the TIN's security_admin. With --reason instead, a
-    manual link with --role.
+    With a code, the account must be verified first (within
+    PORTALCTL_VERIFICATION_WINDOW_MINUTES) by its password and an email code, else exit 4
+    naming what is missing (unless --override-reason); the code is checked against the TIN
+    (failures count towards the TIN's lockout), used exactly once, and the account becomes the
+    TIN's security_admin. With --reason instead, a manual link with --role.
 
     \b
     Example: portalctl tins link -u james.smith --tin 061137531 --code 48213377
@@ -111,8 +115,10 @@ def link(
             read_batch_file,
         )
 
-        if username is not None or tin is not None or code is not None:
-            raise UsageError("--csv takes every link from the file: no -u, --tin or --code")
+        if username is not None or tin is not None or code is not None or override_reason:
+            raise UsageError(
+                "--csv takes every link from the file: no -u, --tin, --code or --override-reason"
+            )
         options = BatchOptions(skip_invalid=skip_invalid, reason=reason)
         batch = read_batch_file(csv_file, options, link=True)
         if batch.applicable > HANDFUL:
@@ -142,6 +148,7 @@ def link(
             code=code,
             reason=reason,
             role=role,
+            override_reason=override_reason,
             settings=rt.settings,
         )
     emit(record, fmt)

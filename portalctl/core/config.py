@@ -27,6 +27,7 @@ SETTING_DEFAULTS: dict[str, str | None] = {
     "PORTALCTL_EMAIL_CODE_DIGITS": "6",
     "PORTALCTL_EMAIL_CODE_TTL_MINUTES": "15",
     "PORTALCTL_EMAIL_CODE_MAX_PER_HOUR": "5",
+    "PORTALCTL_VERIFICATION_WINDOW_MINUTES": "30",
     "PORTALCTL_MAIL_MAX_ATTEMPTS": "8",
     "PORTALCTL_MAIL_LEASE_SECONDS": "600",
     "PORTALCTL_MAIL_CHUNK_SIZE": "100",
@@ -50,6 +51,7 @@ SETTING_RANGES: dict[str, tuple[int, int]] = {
     "PORTALCTL_EMAIL_CODE_DIGITS": (6, 10),
     "PORTALCTL_EMAIL_CODE_TTL_MINUTES": (1, 1440),
     "PORTALCTL_EMAIL_CODE_MAX_PER_HOUR": (1, 100),
+    "PORTALCTL_VERIFICATION_WINDOW_MINUTES": (1, 1440),
     "PORTALCTL_MAIL_MAX_ATTEMPTS": (1, 100),
     "PORTALCTL_MAIL_LEASE_SECONDS": (1, 86_400),
 }
@@ -138,6 +140,10 @@ class Settings:
     @property
     def email_code_max_per_hour(self) -> int:
         return self.integer("PORTALCTL_EMAIL_CODE_MAX_PER_HOUR")
+
+    @property
+    def verification_window_minutes(self) -> int:
+        return self.integer("PORTALCTL_VERIFICATION_WINDOW_MINUTES")
 
 
 # Settings that may instead be read from a file named by the same variable with _FILE appended

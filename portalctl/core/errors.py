@@ -81,6 +81,13 @@ class RecordedRefusal(Refused):
     keeps_changes = True
 
 
+class Interrupted(PortalError):
+    """The operator ended a guided flow ("cancel" or Ctrl-C at a prompt) before its change;
+    nothing was changed beyond the checks it had audited."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class InvalidInput(PortalError):
     """Malformed input (TIN, email, CSV, a value too long); nothing was written."""
 

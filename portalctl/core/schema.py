@@ -225,6 +225,20 @@ audit_log = sa.Table(
     sa.Column("account", sa.String(254)),
     sa.Column("tin", sa.String(9)),
     sa.Column("details", JSONText),
+    sa.Column("flow_id", sa.String(40)),
+)
+
+verifications = sa.Table(
+    "verifications",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id")),
+    sa.Column("tin", sa.String(9), sa.ForeignKey("organisations.tin")),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("operator", sa.String(100), nullable=False),
+    sa.Column("verified_at", UTCDateTime, nullable=False),
+    sa.Column("valid_until", UTCDateTime, nullable=False),
+    sa.Column("flow_id", sa.String(40)),
 )
 
 # The tables `db status` counts, in the order it shows them.
@@ -239,5 +253,6 @@ DATA_TABLES = (
     outbox,
     consolidation_batches,
     consolidations,
+    verifications,
     audit_log,
 )

@@ -42,6 +42,7 @@ def create_account(
     password: str | None = None,
     security_question: str | None = None,
     security_answer: str | None = None,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Create an active account (and any organisations its TINs need), audited."""
@@ -95,6 +96,7 @@ def create_account(
         account=username,
         now=now,
         details={"email": email, "tins": [{"tin": t, "role": r} for t, r in links]},
+        flow_id=flow_id,
     )
     return account_record(connection, username)
 

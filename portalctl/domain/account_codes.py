@@ -66,6 +66,7 @@ def issue_account_code(
     body: str,
     settings: Settings,
     now: datetime,
+    flow_id: str | None = None,
 ) -> EmailedCode:
     """A new code of ``purpose`` for ``account``, sent to ``email`` (the ``{secret}`` of
     ``body``), replacing the account's active one; refused past the hourly limit."""
@@ -124,6 +125,7 @@ def issue_account_code(
             "email_id": email_id,
             "replaced": replaced,
         },
+        flow_id=flow_id,
     )
     return EmailedCode(code_id, expires_at, email_id, claim)
 
@@ -137,6 +139,7 @@ def check_account_code(
     code: str,
     settings: Settings,
     now: datetime,
+    flow_id: str | None = None,
 ) -> RowMapping:
     """The account's active code of ``purpose`` that ``code`` is, or a refusal with the reason:
     input that cannot be a code is invalid input, not counted; no code ever issued is
@@ -198,6 +201,7 @@ def check_account_code(
             "attempts": attempts,
             "locked": locked,
         },
+        flow_id=flow_id,
     )
     raise RecordedRefusal(_refusal(label, reason, attempts, locked, matched is not None))
 

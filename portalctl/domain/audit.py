@@ -27,8 +27,12 @@ def record_audit(
     tin: Tin | None = None,
     details: dict[str, Any] | None = None,
     now: datetime | None = None,
+    flow_id: str | None = None,
 ) -> None:
-    """Write one audit record in the caller's transaction; TINs in ``details`` are masked."""
+    """Write one audit record in the caller's transaction; TINs in ``details`` are masked.
+    ``flow_id``: the guided flow (``portalctl flow ...``) the record belongs to; the domain
+    functions a flow calls take it as an argument and pass it down, so no record depends on
+    state that is not in its call."""
     connection.execute(
         audit_log.insert().values(
             at=now or utc_now(),
@@ -38,6 +42,7 @@ def record_audit(
             account=account,
             tin=tin.reveal() if tin else None,
             details=to_plain(details or {}, reveal=False),
+            flow_id=flow_id,
         )
     )
 
@@ -50,6 +55,7 @@ class AuditFilter:
     action: str | None = None
     account: str | None = None
     tin: Tin | None = None
+    flow_id: str | None = None
     limit: int = 100
 
 
@@ -80,10 +86,14 @@ def concerning_account(connection: Connection, username: str) -> sa.ColumnElemen
 
 
 def list_audit(connection: Connection, audit_filter: AuditFilter) -> Iterator[dict[str, Any]]:
-    """Newest first, filters combined with AND; read as it is consumed (a server-side cursor
-    on PostgreSQL), so a long listing takes constant memory."""
-    query = sa.select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
+    """Newest first, filters combined with AND; one flow's records (``flow_id``) in the order
+    they were written, so they read as the call went. Read as it is consumed (a server-side
+    cursor on PostgreSQL), so a long listing takes constant memory."""
     f = audit_filter
+    order = (audit_log.c.at.asc(), audit_log.c.id.asc())
+    if not f.flow_id:
+        order = (audit_log.c.at.desc(), audit_log.c.id.desc())
+    query = sa.select(audit_log).order_by(*order)
     if f.since:
         query = query.where(audit_log.c.at >= f.since)
     if f.until:
@@ -96,6 +106,8 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> Iterator[di
         query = query.where(concerning_account(connection, f.account))
     if f.tin:
         query = query.where(audit_log.c.tin == f.tin.reveal())
+    if f.flow_id:
+        query = query.where(audit_log.c.flow_id == f.flow_id.strip())
     rows = connection.execute(query.limit(f.limit), execution_options={"yield_per": 1000})
     for row in rows.mappings():
         yield {
@@ -106,4 +118,5 @@ def list_audit(connection: Connection, audit_filter: AuditFilter) -> Iterator[di
             "target": row["target"],
             "tin": Tin(row["tin"]) if row["tin"] else None,
             "details": row["details"],
+            "flow_id": row["flow_id"],
         }

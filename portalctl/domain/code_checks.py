@@ -26,6 +26,7 @@ from portalctl.domain.audit import record_audit
 from portalctl.domain.code_records import shown_code_status
 from portalctl.domain.organisations import get_organisation
 from portalctl.domain.outbox import cancel_emails_of_codes
+from portalctl.domain.verification_records import record_verification
 
 _C = registration_codes.c
 
@@ -48,6 +49,8 @@ def check_registration_code(
     tin: Tin,
     code: str,
     settings: Settings,
+    account_id: int | None = None,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> CodeCheck:
     """Check a (TIN, code) pair without using it. Input that cannot be a code is invalid input
@@ -57,7 +60,10 @@ def check_registration_code(
     (``RecordedRefusal``: the count commits). A valid check resets the count.
 
     The organisation's row is locked first, so concurrent checks of one TIN take turns: none
-    can call a code valid that another has just locked, or reset a count it just raised."""
+    can call a code valid that another has just locked, or reset a count it just raised.
+
+    A valid check is a verification record (``registration_code``) for the TIN and, when the
+    account it is checked for is known (``account_id``: ``tins link``), for that account."""
     now = now or utc_now()
     typed = parse_code(code, digits=settings.code_digits)
     _lock_organisation(connection, tin)
@@ -80,6 +86,17 @@ def check_registration_code(
                 tin=tin,
                 details={"valid": True},
                 now=now,
+                flow_id=flow_id,
+            )
+            record_verification(
+                connection,
+                operator=operator,
+                method="registration_code",
+                account_id=account_id,
+                tin=tin,
+                window_minutes=settings.verification_window_minutes,
+                flow_id=flow_id,
+                now=now,
             )
             return CodeCheck(valid=True, code_id=row.id)
     failures = _count_failure(connection, tin)
@@ -100,6 +117,7 @@ def check_registration_code(
         tin=tin,
         details={"valid": False, "reason": reason, "failed_attempts": failures, "locked": locked},
         now=now,
+        flow_id=flow_id,
     )
     check = CodeCheck(False, reason, code_id, failures, locked)
     raise RecordedRefusal(

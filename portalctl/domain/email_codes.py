@@ -28,6 +28,7 @@ from portalctl.domain.audit import record_audit
 from portalctl.domain.emails import email_verification_body, email_verification_subject
 from portalctl.domain.immediate_mail import deliver_now
 from portalctl.domain.validation import clean_email
+from portalctl.domain.verification_records import record_verification
 
 PURPOSE = "email_verification"
 
@@ -39,6 +40,7 @@ def send_email_code(
     username: str,
     email: str,
     settings: Settings,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Issue an email code (committed), then deliver its email at once; the SPEC's email-code
@@ -51,6 +53,7 @@ def send_email_code(
             username=username,
             email=email,
             settings=settings,
+            flow_id=flow_id,
             now=now,
         )
     deliver_now(
@@ -60,6 +63,7 @@ def send_email_code(
         operator=operator,
         settings=settings,
         record=record,
+        flow_id=flow_id,
     )
     return record
 
@@ -71,6 +75,7 @@ def issue_email_code(
     username: str,
     email: str,
     settings: Settings,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> tuple[dict[str, Any], EmailedCode]:
     """A new email code for an active account and an address, its email queued (and claimed
@@ -90,6 +95,7 @@ def issue_email_code(
         body=email_verification_body(settings, ttl_minutes=ttl),
         settings=settings,
         now=now,
+        flow_id=flow_id,
     )
     record = {
         "id": emailed.id,
@@ -108,10 +114,12 @@ def confirm_email(
     username: str,
     code: str,
     settings: Settings,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Check the code the caller reads back; valid, it is used up and the account's email is
-    set to the address it was sent to, verified now."""
+    """Check the code the caller reads back; valid, it is used up, the account's email is set
+    to the address it was sent to, verified now, and the account is verified by an email code
+    (a verification record)."""
     now = now or utc_now()
     account = _active_account(connection, username)
     checked = check_account_code(
@@ -122,6 +130,7 @@ def confirm_email(
         code=code,
         settings=settings,
         now=now,
+        flow_id=flow_id,
     )
     use_account_code(connection, code_id=checked["id"], now=now)
     connection.execute(
@@ -137,6 +146,16 @@ def confirm_email(
         account=account["username"],
         now=now,
         details={"code_id": checked["id"], "from": account["email"], "to": checked["email"]},
+        flow_id=flow_id,
+    )
+    record_verification(
+        connection,
+        operator=operator,
+        method="email_code",
+        account_id=account["id"],
+        window_minutes=settings.verification_window_minutes,
+        flow_id=flow_id,
+        now=now,
     )
     return {"username": account["username"], "email": checked["email"], "email_verified_at": now}
 

@@ -39,12 +39,15 @@ def deliver_now(
     operator: str,
     settings: Settings,
     record: Any = None,
+    flow_id: str | None = None,
 ) -> None:
     """Deliver the claimed email over ``PORTALCTL_SMTP_URL`` or as an ``.eml`` file. Not
     delivered: ``MailServerUnavailable`` (exit 8) saying the email stays queued for ``mail
     send``, carrying ``record`` (what the command prints all the same: the code stands)."""
     try:
-        summary = deliver_claimed(engine, claim, operator=operator, settings=settings)
+        summary = deliver_claimed(
+            engine, claim, operator=operator, settings=settings, flow_id=flow_id
+        )
     except MailServerUnavailable as error:
         raise MailServerUnavailable(
             f"email {email_id} could not be delivered now ({error.message}); it stays queued "

@@ -52,8 +52,11 @@ def add_link(
     via: str,
     reason: str | None = None,
     code_id: int | None = None,
+    verification: dict[str, str] | None = None,
+    flow_id: str | None = None,
 ) -> dict[str, Any]:
-    """Insert the link and its audit record (``require_linkable_account`` has checked it)."""
+    """Insert the link and its audit record (``require_linkable_account`` has checked it);
+    ``verification``: what the verification gate said, for the record."""
     connection.execute(
         account_tins.insert().values(
             account_id=account["id"], tin=tin.reveal(), role=role, linked_at=now
@@ -64,6 +67,7 @@ def add_link(
         details["reason"] = reason
     if code_id is not None:
         details["code_id"] = code_id
+    details.update(verification or {})
     record_audit(
         connection,
         operator=operator,
@@ -73,6 +77,7 @@ def add_link(
         tin=tin,
         details=details,
         now=now,
+        flow_id=flow_id,
     )
     return {"username": account["username"], "tin": tin, "role": role, "via": via}
 

@@ -1,38 +1,31 @@
 """The "Registering Additional Tax IDs" guide (seed 001): link a TIN to an account with its
 registration code (or by a rep's decision), and register a new account from a TIN and its
-code, with the portal's "Oops!" when the email already has an account."""
+code, with the portal's "Oops!" (``registration_oops``) when the email already has an account."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from portalctl.core.clock import utc_now
 from portalctl.core.config import Settings
-from portalctl.core.errors import RecordedRefusal, UsageError
-from portalctl.core.schema import accounts, outbox
-from portalctl.core.text import quoted
+from portalctl.core.errors import UsageError
 from portalctl.core.tin import Tin
 from portalctl.domain.account_changes import create_account, refuse_taken_username
 from portalctl.domain.accounts import account_record, get_account_row
-from portalctl.domain.audit import record_audit
 from portalctl.domain.code_checks import check_registration_code, consume_registration_code
-from portalctl.domain.emails import registration_blocked_body, registration_blocked_subject
 from portalctl.domain.links import add_link, link_tin_manually, require_linkable_account
 from portalctl.domain.organisations import get_organisation
-from portalctl.domain.outbox import queue_email
+from portalctl.domain.registration_oops import accounts_using_email, refuse_registration
 from portalctl.domain.validation import (
     clean_email,
     clean_name,
     clean_new_password,
     clean_username,
 )
-
-# A second "Oops!" for the same account within this time queues no second email.
-BLOCKED_EMAIL_INTERVAL = timedelta(hours=1)
+from portalctl.domain.verification_gate import EMAIL_CODE, PASSWORD, Requirement, require_verified
 
 
 def link_tin(
@@ -45,12 +38,18 @@ def link_tin(
     code: str | None = None,
     role: str | None = None,
     reason: str | None = None,
+    override_reason: str | None = None,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """``tins link``: with a registration code, check it, use it and link as the TIN's
-    security_admin; without one, a rep's manual link with a reason and a role."""
+    """``tins link``: with a registration code, the account must be a verified caller (its
+    password and an email code, or ``override_reason``: ``verification_gate``), then the code
+    is checked, used and links as the TIN's security_admin; without one, a rep's manual link
+    with a reason and a role."""
     now = now or utc_now()
     if code is None:
+        if override_reason is not None:
+            raise UsageError("--override-reason is for links with a registration code")
         return link_tin_manually(
             connection,
             operator=operator,
@@ -66,22 +65,31 @@ def link_tin(
         )
     get_organisation(connection, tin)
     account = require_linkable_account(connection, username, tin)
+    gate = require_verified(
+        connection,
+        [Requirement("account", account["id"], account["username"], (PASSWORD, EMAIL_CODE))],
+        override_reason=override_reason,
+        now=now,
+    )
     check = check_registration_code(
-        connection, operator=operator, tin=tin, code=code, settings=settings, now=now
+        connection,
+        operator=operator,
+        tin=tin,
+        code=code,
+        settings=settings,
+        account_id=account["id"],
+        flow_id=flow_id,
+        now=now,
     )
     return _use_code_to_link(
-        connection, operator=operator, account=account, tin=tin, code_id=check.code_id, now=now
-    )
-
-
-def oops_message(settings: Settings, existing_username: str) -> str:
-    """The portal's own words when a registration is refused because the email has an account."""
-    return (
-        "Oops! Your registration could not be completed at this time. Please try again, or "
-        "contact Provider Services at: For Commercial Services call: "
-        f"{settings.get('PORTALCTL_COMMERCIAL_PHONES')}; For Medicare Services call: "
-        f"{settings.get('PORTALCTL_MEDICARE_PHONE')} (account {quoted(existing_username)} "
-        "already uses this email; link the Tax ID to it instead)"
+        connection,
+        operator=operator,
+        account=account,
+        tin=tin,
+        code_id=check.code_id,
+        verification=gate,
+        flow_id=flow_id,
+        now=now,
     )
 
 
@@ -98,14 +106,13 @@ def register_account(
     settings: Settings,
     security_question: str | None = None,
     security_answer: str | None = None,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The new-user path: a new account from a TIN and its registration code, which it uses up.
 
     If an account that is not merged (active, locked or disabled) already uses the email, the
-    registration is refused with the portal's "Oops!" (``RecordedRefusal``), a
-    ``registration_blocked`` email goes to that account's address (once an hour at most), and
-    the code stays usable, for linking the TIN to that account instead.
+    registration is refused with the portal's "Oops!" (``refuse_registration``).
     """
     now = now or utc_now()
     username, email = clean_username(username), clean_email(email)
@@ -115,31 +122,27 @@ def register_account(
     get_organisation(connection, tin)
     refuse_taken_username(connection, username)
     check = check_registration_code(
-        connection, operator=operator, tin=tin, code=code, settings=settings, now=now
+        connection,
+        operator=operator,
+        tin=tin,
+        code=code,
+        settings=settings,
+        flow_id=flow_id,
+        now=now,
     )
-    existing = (
-        connection.execute(
-            sa.select(accounts)
-            .where(sa.func.lower(accounts.c.email) == email.lower(), accounts.c.status != "merged")
-            .order_by(sa.case((accounts.c.status == "active", 0), else_=1), accounts.c.id)
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    if existing is not None:
-        emailed = _queue_blocked_email(connection, existing, tin=tin, settings=settings, now=now)
-        record_audit(
+    existing = accounts_using_email(connection, email)
+    if existing:
+        refuse_registration(
             connection,
             operator=operator,
-            action="account.register_blocked",
-            target=f"account:{existing['username']}",
-            account=existing["username"],
+            existing=existing[0],
             tin=tin,
+            requested_username=username,
+            code_id=check.code_id,
+            settings=settings,
+            flow_id=flow_id,
             now=now,
-            details={"requested_username": username, "code_id": check.code_id, "emailed": emailed},
         )
-        raise RecordedRefusal(oops_message(settings, existing["username"]))
     create_account(
         connection,
         operator=operator,
@@ -149,11 +152,18 @@ def register_account(
         password=password,
         security_question=security_question,
         security_answer=security_answer,
+        flow_id=flow_id,
         now=now,
     )
     account = get_account_row(connection, username)
     _use_code_to_link(
-        connection, operator=operator, account=account, tin=tin, code_id=check.code_id, now=now
+        connection,
+        operator=operator,
+        account=account,
+        tin=tin,
+        code_id=check.code_id,
+        flow_id=flow_id,
+        now=now,
     )
     return account_record(connection, username)
 
@@ -165,6 +175,8 @@ def _use_code_to_link(
     account: RowMapping,
     tin: Tin,
     code_id: int | None,
+    verification: dict[str, str] | None = None,
+    flow_id: str | None,
     now: datetime,
 ) -> dict[str, Any]:
     """A checked code is used up (exactly once) and makes the account the TIN's
@@ -180,31 +192,6 @@ def _use_code_to_link(
         now=now,
         via="registration_code",
         code_id=code_id,
+        verification=verification,
+        flow_id=flow_id,
     )
-
-
-def _queue_blocked_email(
-    connection: Connection, existing: Any, *, tin: Tin, settings: Settings, now: datetime
-) -> bool:
-    """Queue the "Oops!" email to the existing account, unless one went within the hour."""
-    recent = connection.execute(
-        sa.select(outbox.c.id).where(
-            outbox.c.kind == "registration_blocked",
-            outbox.c.account_id == existing["id"],
-            outbox.c.created_at > now - BLOCKED_EMAIL_INTERVAL,
-        )
-    ).first()
-    if recent is not None:
-        return False
-    queue_email(
-        connection,
-        kind="registration_blocked",
-        recipient=existing["email"],
-        recipient_name=existing["full_name"],
-        subject=registration_blocked_subject(settings),
-        body=registration_blocked_body(settings, recipient_name=existing["full_name"]),
-        account_id=existing["id"],
-        tin=tin,
-        now=now,
-    )
-    return True

@@ -1,6 +1,7 @@
 """Verifying a caller (the portal's Account Verification step): the security answer, the PIN or
 the password, each failure counted against the account until it locks. A hash of an older
-scheme that verifies is replaced by an Argon2id one in the same transaction."""
+scheme that verifies is replaced by an Argon2id one in the same transaction; a success is a
+verification record (``verification_records``) beside its audit record."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from portalctl.core.text import quoted
 from portalctl.domain.accounts import get_account_row
 from portalctl.domain.audit import record_audit
 from portalctl.domain.validation import clean_pin
+from portalctl.domain.verification_records import record_verification
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class VerificationResult:
     method: str
     failed_verifications: int
     status: str
+    verified_at: datetime | None = None
+    valid_until: datetime | None = None
 
 
 # method -> (the column holding its hash, what an account without one lacks)
@@ -45,10 +49,13 @@ def verify_account(
     password: str | None = None,
     pin: str | None = None,
     max_failures: int = 5,
+    window_minutes: int = 30,
+    flow_id: str | None = None,
     now: datetime | None = None,
 ) -> VerificationResult:
-    """Check a caller's security answer, PIN or password. A failure is counted (and locks the
-    account at ``max_failures``) and then refused: ``RecordedRefusal``, so the count commits."""
+    """Check a caller's security answer, PIN or password. A success counts as a verification
+    for ``window_minutes``; a failure is counted (and locks the account at ``max_failures``)
+    and then refused: ``RecordedRefusal``, so the count commits."""
     now = now or utc_now()
     given = {"security_answer": answer, "pin": pin, "password": password}
     methods = [method for method, value in given.items() if value is not None]
@@ -89,12 +96,21 @@ def verify_account(
             "locked": status == "locked",
             "hash_upgraded": column in values,
         },
+        flow_id=flow_id,
     )
-    result = VerificationResult(row["username"], ok, method, failures, status)
-    if not ok:
-        raise RecordedRefusal(
-            f"not verified ({failures} failed attempt(s)"
-            + (", account now locked)" if status == "locked" else ")"),
-            record=result,
+    if ok:
+        window = record_verification(
+            connection,
+            operator=operator,
+            method=method,
+            account_id=row["id"],
+            window_minutes=window_minutes,
+            flow_id=flow_id,
+            now=now,
         )
-    return result
+        return VerificationResult(row["username"], ok, method, failures, status, **window)
+    raise RecordedRefusal(
+        f"not verified ({failures} failed attempt(s)"
+        + (", account now locked)" if status == "locked" else ")"),
+        record=VerificationResult(row["username"], ok, method, failures, status),
+    )

@@ -104,9 +104,9 @@ def recheck_rules(chunk: Chunk, accounts_from: str, matched: str) -> tuple[int, 
 
 def audit_repoints(chunk: Chunk, probe: str) -> None:
     chunk.run(f"""
-        INSERT INTO audit_log (at, operator, action, target, account, details)
+        INSERT INTO audit_log (at, operator, action, target, account, details, flow_id)
         SELECT :now, :operator, 'account.repoint', 'account:' || m.username, m.username,
-               {chunk.json_object()}('from', sec.username, 'to', p.username)
+               {chunk.json_object()}('from', sec.username, 'to', p.username), :flow
         FROM {STAGE} s JOIN accounts m ON m.merged_into = s.secondary_id
         JOIN accounts sec ON sec.id = s.secondary_id JOIN accounts p ON p.id = s.primary_id
         WHERE {IN_CHUNK} {probe}""")
@@ -128,13 +128,14 @@ def mark_secondaries_merged(chunk: Chunk, probe: str) -> None:
 
 def audit_merges(chunk: Chunk) -> None:
     chunk.run(f"""
-        INSERT INTO audit_log (at, operator, action, target, account, tin, details)
+        INSERT INTO audit_log (at, operator, action, target, account, tin, details, flow_id)
         SELECT :now, :operator, 'account.consolidate', 'account:' || s.secondary_username,
                s.primary_username, s.tin,
                {chunk.json_object()}('primary', s.primary_username,
                                      'secondary', s.secondary_username, 'line', s.line,
                                      'batch_id', CAST(:batch AS BIGINT),
-                                     'tin', {masked_tin_sql("s.tin")})
+                                     'tin', {masked_tin_sql("s.tin")}{chunk.extra_details()}),
+               :flow
         FROM {STAGE} s WHERE {IN_CHUNK}""")
 
 

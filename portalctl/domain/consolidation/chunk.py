@@ -3,7 +3,7 @@ one transaction, and the SQL fragments that name them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,9 @@ class Chunk:
     batch_id: int | None
     operator: str
     now: datetime
+    flow_id: str | None = None  # the guided flow the merges' audit records belong to
+    # Added to the merges' audit details (``consolidate one``: what the verification gate said).
+    audit_details: dict[str, str] = field(default_factory=dict)
 
     def run(self, sql: str) -> CursorResult[Any]:
         statement = sa.text(sql)
@@ -38,8 +41,15 @@ class Chunk:
             "now": self.now,
             "operator": self.operator,
             "batch": self.batch_id,
+            "flow": self.flow_id,
+            **{f"detail_{key}": value for key, value in self.audit_details.items()},
         }
         return self.connection.execute(statement, params)
+
+    def extra_details(self) -> str:
+        """The ``audit_details`` as further key/value arguments of ``json_object()``."""
+        assert all(key.isidentifier() for key in self.audit_details)  # names from the code
+        return "".join(f", '{key}', CAST(:detail_{key} AS TEXT)" for key in self.audit_details)
 
     def json_object(self) -> str:
         postgres = self.connection.dialect.name == "postgresql"

@@ -88,10 +88,12 @@ def deliver_claimed(
     operator: str,
     settings: Settings,
     now_fn: Callable[[], datetime] = utc_now,
+    flow_id: str | None = None,
 ) -> SendSummary:
     """Deliver the emails of a claim already made (``claims.claim_ids``, in the transaction
     that queued them), the way a ``mail send`` run does: fenced, charged only for their own
-    failures, ``MailServerUnavailable`` when the server fails."""
+    failures, ``MailServerUnavailable`` when the server fails. ``flow_id``: the guided flow
+    whose step queued them (for the run's audit record)."""
     options = DeliveryOptions.from_settings(settings, max_seconds=None)
     run = _Run(
         engine,
@@ -105,12 +107,12 @@ def deliver_claimed(
     try:
         run.deliver_claim(claim)
     except MailServerUnavailable as error:
-        run.finish(operator, stopped_by=error.message)
+        run.finish(operator, stopped_by=error.message, flow_id=flow_id)
         raise
     except BaseException:
         run.abandon()
         raise
-    run.finish(operator)
+    run.finish(operator, flow_id=flow_id)
     return run.summary
 
 
@@ -282,7 +284,9 @@ class _Run:
         key = (outcome.status, outcome.reason or "")
         self.summary.reasons.setdefault(key, []).append(outcome.row.id)
 
-    def finish(self, operator: str, *, stopped_by: str | None = None) -> None:
+    def finish(
+        self, operator: str, *, stopped_by: str | None = None, flow_id: str | None = None
+    ) -> None:
         """Release what is still held, count what remains, audit and log the run."""
         try:
             with self._transaction() as connection:
@@ -299,6 +303,7 @@ class _Run:
                         target="outbox",
                         details=details,
                         now=self.now(),
+                        flow_id=flow_id,
                     )
         finally:
             self._close()
