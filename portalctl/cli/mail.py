@@ -67,19 +67,22 @@ def send(
     \b
     Example: portalctl mail send --limit 500
     """
+    from portalctl.cli.progress import progress_bar
     from portalctl.domain.mail.delivery import count_due_emails, send_due_emails
 
     rt = runtime(ctx)
     if dry_run:
         emit({"due": count_due_emails(rt.engine()), "dry_run": True}, fmt)
         return
-    summary = send_due_emails(
-        rt.engine(),
-        operator=rt.operator_name,
-        settings=rt.settings,
-        limit=limit,
-        max_seconds=max_seconds,
-    )
+    with progress_bar("sending", unit="emails") as progress:
+        summary = send_due_emails(
+            rt.engine(),
+            operator=rt.operator_name,
+            settings=rt.settings,
+            limit=limit,
+            max_seconds=max_seconds,
+            progress=progress,
+        )
     for line in summary.reason_lines():
         say(line)
     emit(summary.counts(), fmt)

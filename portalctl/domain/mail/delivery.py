@@ -38,6 +38,9 @@ from portalctl.domain.mail.run_settings import (
 )
 from portalctl.domain.mail.transport import Sender
 
+# (emails dealt with so far, how many the run will try); the CLI's progress bar
+ProgressCallback = Callable[[int, int | None], None]
+
 MIN_SEND_WINDOW = 1.0  # seconds: a run does not start a message with less time than this left
 FRESH_CHECK_SECONDS = 0.05  # how old the database's word on an email may be when it is sent
 CHECK_AHEAD = 50  # emails one check answers for
@@ -59,13 +62,17 @@ def send_due_emails(
     limit: int = 1000,
     max_seconds: float | None = None,
     now_fn: Callable[[], datetime] = utc_now,
+    progress: ProgressCallback | None = None,
 ) -> SendSummary:
     """Deliver up to ``limit`` due emails within ``max_seconds`` (default
-    ``PORTALCTL_MAIL_MAX_SECONDS``); every setting is checked before anything is claimed."""
+    ``PORTALCTL_MAIL_MAX_SECONDS``); every setting is checked before anything is claimed.
+    ``progress`` is told after each email (sent, failed, cancelled meanwhile or skipped)."""
     options = DeliveryOptions.from_settings(settings, max_seconds=max_seconds)
     composer = Composer.from_settings(settings)
     sender = open_sender(settings, options)
     run = _Run(engine, sender, composer, options, now_fn)
+    if progress is not None:
+        run.follow(progress, limit)
     try:
         run.deliver(limit)
     except MailServerUnavailable as error:
@@ -150,6 +157,9 @@ class _Run:
         self.order: list[int] = []
         self.known: dict[int, str] = {}
         self.known_at = 0.0
+        self.progress: ProgressCallback | None = None
+        self.expected: int | None = None
+        self.dealt_with = 0
         self.connection = engine.connect()
         if engine.dialect.name == "postgresql":
             # Each statement commits by itself (a round trip each instead of four a message);
@@ -168,6 +178,13 @@ class _Run:
 
     def _time_left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def follow(self, progress: ProgressCallback, limit: int) -> None:
+        """Report each email to ``progress``, against what is due now (at most ``limit``)."""
+        with self._transaction() as connection:
+            self.expected = min(limit, claims.count_claimable(connection, now=self.now()))
+        self.progress = progress
+        progress(0, self.expected)
 
     def deliver(self, limit: int) -> None:
         while self.taken < limit:
@@ -199,6 +216,9 @@ class _Run:
             self._keep_lease(claim)
             if row.id in claim.held:
                 self._deliver_one(claim, row)
+            if self.progress is not None:
+                self.dealt_with += 1
+                self.progress(self.dealt_with, max(self.expected or 0, self.dealt_with))
         return True
 
     def _lease_left(self, claim: claims.Claim) -> float:
