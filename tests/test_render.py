@@ -61,3 +61,28 @@ def test_columns_choose_and_order_fields():
 def test_newlines_in_values_do_not_break_table_rows():
     text = render([{"name": "a\nb"}], "table")
     assert len(text.splitlines()) == 3
+
+
+def test_a_long_table_streams_keeping_the_first_pages_widths():
+    from portalctl.core.render import TABLE_PAGE, render_lines
+
+    produced = 0
+
+    def rows():
+        nonlocal produced
+        for n in range(TABLE_PAGE + 50):
+            produced += 1
+            yield {"user": f"u{n}", "tin": Tin("836576879"), "note": "x" * (30 if n == 1020 else 3)}
+
+    lines = render_lines(rows(), "table")
+    head = next(lines)
+    assert produced == TABLE_PAGE  # the first page is laid out before the rest is even read
+    header, rule, *first_page = head.rstrip("\n").split("\n")
+    assert header.split() == ["user", "tin", "note"] and len(first_page) == TABLE_PAGE
+    rest = list(lines)
+    assert len(rest) == 50 and produced == TABLE_PAGE + 50
+    widths = [len(dashes) for dashes in rule.split("  ")]
+    ordinary = rest[0].rstrip("\n")
+    assert ordinary == f"{'u1000':<{widths[0]}}  {'*****6879':<{widths[1]}}  xxx"
+    assert rest[20].rstrip("\n").endswith("  " + "x" * 30)  # a wider cell pushes its line only
+    assert rest[21].rstrip("\n") == f"{'u1021':<{widths[0]}}  {'*****6879':<{widths[1]}}  xxx"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -17,6 +18,7 @@ from typing import Any
 from portalctl.core.text import escape_controls
 from portalctl.core.tin import Tin
 
+TABLE_PAGE = 1000  # rows a table is laid out from; later rows keep its widths
 _FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -62,12 +64,10 @@ def render_lines(
     rows: Iterable[Any], fmt: str, *, reveal: bool = False, columns: Sequence[str] | None = None
 ) -> Iterator[str]:
     """A listing as text, a line at a time (each piece ends with a newline), so a long listing
-    reaches its reader as it is read: constant memory in ``json``, ``jsonl`` and ``csv``. A
-    table needs every row for its column widths, so it is built whole."""
+    reaches its reader as it is read, in constant memory, whatever the format."""
     plain_rows = (to_plain(row, reveal=reveal) for row in rows)
     if fmt == "table":
-        listed = list(plain_rows)
-        yield _table(listed, columns or _columns_of(listed)) + "\n"
+        yield from _table_lines(plain_rows, columns)
     elif fmt == "jsonl":
         for row in plain_rows:
             yield json.dumps(row, ensure_ascii=False) + "\n"
@@ -133,6 +133,23 @@ def cell_text(value: Any) -> str:
 def escape_formula(text: str) -> str:
     """Neutralise spreadsheet formulas (CSV injection) with a leading apostrophe."""
     return "'" + text if text.startswith(_FORMULA_LEADS) else text
+
+
+def _table_lines(rows: Iterator[Any], columns: Sequence[str] | None) -> Iterator[str]:
+    """A table laid out from its first ``TABLE_PAGE`` rows (as ``psql`` does with
+    ``FETCH_COUNT``): later rows keep those column widths, and a wider cell only pushes the rest
+    of its own line, so a table of any length streams."""
+    first_page = list(itertools.islice(rows, TABLE_PAGE))
+    columns = columns or _columns_of(first_page)
+    head = _table(first_page, columns)
+    yield head + "\n"
+    if len(first_page) < TABLE_PAGE:
+        return
+    rule = head.split("\n", 2)[1]
+    widths = [len(dashes) for dashes in rule.split("  ")]
+    for row in rows:
+        cells = (escape_controls(cell_text(row.get(column))) for column in columns)
+        yield "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() + "\n"
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
