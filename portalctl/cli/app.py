@@ -3,19 +3,17 @@ errors become exit codes (SPEC section 4)."""
 
 import importlib
 import sys
-import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from portalctl import __version__
-from portalctl.cli import audit
 from portalctl.cli.groups import COMMAND_GROUPS
-from portalctl.cli.runtime import Runtime, configure_output
-from portalctl.core.errors import ExitCode, PortalError
-from portalctl.core.text import escape_controls
+
+if TYPE_CHECKING:
+    from portalctl.core.errors import ExitCode
 
 
 class PortalGroup(TyperGroup):
@@ -52,6 +50,9 @@ class PortalGroup(TyperGroup):
             self._summaries_only = False
 
     def invoke(self, ctx):
+        # Imported here, not at the top: ``--help`` and ``--version`` end before ``invoke``.
+        from portalctl.core.errors import ExitCode, PortalError
+
         try:
             return super().invoke(ctx)
         except PortalError as error:
@@ -70,12 +71,14 @@ class PortalGroup(TyperGroup):
             typer.echo("portalctl: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
         finally:
-            if isinstance(ctx.obj, Runtime):
+            if ctx.obj is not None:  # the Runtime of main_options
                 ctx.obj.close()
 
     @staticmethod
     def _report_unexpected(ctx, error: Exception) -> None:
         """A bug, or the database going away mid-command: one line, the traceback with --debug."""
+        import traceback
+
         from portalctl.core.redaction import redact
 
         code, message = _classify_unexpected(error)
@@ -109,18 +112,22 @@ def _is_usage_error(error: Exception) -> bool:
 
 
 def _debug(ctx) -> bool:
-    return isinstance(ctx.obj, Runtime) and ctx.obj.debug
+    return ctx.obj is not None and bool(ctx.obj.debug)
 
 
 def _report(ctx, message: str, details: list[str]) -> None:
+    from portalctl.core.text import escape_controls
+
     typer.echo(f"portalctl: {escape_controls(message)}", err=True)
     for line in details[1:] if details and details[0] in message else details:
         typer.echo(f"  {escape_controls(line)}", err=True)
 
 
-def _classify_unexpected(error: Exception) -> tuple[ExitCode, str]:
+def _classify_unexpected(error: Exception) -> tuple["ExitCode", str]:
     """A database error is named by the driver's first line only: SQLAlchemy's own text
     carries the statement, and the driver's later lines (PostgreSQL's DETAIL) the values."""
+    from portalctl.core.errors import ExitCode
+
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc and isinstance(error, sqlalchemy_exc.DBAPIError):
         from portalctl.core.database import database_failure
@@ -196,11 +203,10 @@ def main_options(
     \b
     Example: portalctl --operator jdoe accounts find --name smith
     """
+    from portalctl.cli.runtime import Runtime, configure_output
+
     ctx.obj = Runtime(database_url=database_url, env_file=env_file, operator=operator, debug=debug)
     configure_output(quiet=quiet, verbose=verbose)
-
-
-app.command("audit")(audit.audit)
 
 
 @app.command("secret-key")

@@ -5,9 +5,18 @@ from typing import Annotated
 
 import typer
 
-from portalctl.cli.runtime import FormatOption, OutputFormat, RevealOption, runtime
+from portalctl.cli.runtime import (
+    FormatOption,
+    OutputFormat,
+    RevealOption,
+    command_group,
+    runtime,
+)
+
+app = command_group("audit")
 
 
+@app.command("audit")
 def audit(
     ctx: typer.Context,
     since: Annotated[

@@ -1,5 +1,6 @@
 """The command groups: name -> (the module whose ``app`` it is, its one-line help). Kept apart so
-that ``portalctl --help`` can list the groups without importing any of them."""
+that ``portalctl --help`` can list the groups without importing any of them. A module whose
+``app`` has a single command (``audit``) gives that command itself, not a group."""
 
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "db": ("portalctl.cli.db", "Create, migrate and inspect the database."),
@@ -11,6 +12,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
         "portalctl.cli.flow",
         "The portal's guides, guided: consolidate accounts, add a Tax ID with its code.",
     ),
+    "audit": ("portalctl.cli.audit", "Read the audit log: who changed what, and when."),
     "consolidate": (
         "portalctl.cli.consolidate",
         "Merge duplicate accounts into one (links move, the higher role wins).",
