@@ -14,7 +14,7 @@ from portalctl.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-HEAVY = ("sqlalchemy", "psycopg", "tabulate", "dotenv")
+HEAVY = ("sqlalchemy", "psycopg", "dotenv")
 
 
 def all_commands():

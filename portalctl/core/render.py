@@ -1,4 +1,4 @@
-"""The one renderer: records to ``table`` (tabulate), ``json``, ``jsonl`` or ``csv`` text.
+"""The one renderer: records to ``table`` (``core.table``), ``json``, ``jsonl`` or ``csv`` text.
 
 Pure functions, no database. TINs are shown masked unless ``reveal`` is set; CSV cells that a
 spreadsheet would run as a formula are escaped.
@@ -15,6 +15,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+from portalctl.core.table import GAP, column_widths, plain_table, simple_table, table_line
 from portalctl.core.text import escape_controls
 from portalctl.core.tin import Tin
 
@@ -141,37 +142,38 @@ def _table_lines(rows: Iterator[Any], columns: Sequence[str] | None) -> Iterator
     of its own line, so a table of any length streams."""
     first_page = list(itertools.islice(rows, TABLE_PAGE))
     columns = columns or _columns_of(first_page)
-    head = _table(first_page, columns)
-    yield head + "\n"
-    if len(first_page) < TABLE_PAGE:
+    if not first_page:
+        yield "(no rows)\n"
         return
-    rule = head.split("\n", 2)[1]
-    widths = [len(dashes) for dashes in rule.split("  ")]
+    body = [_cells(row, columns) for row in first_page]
+    widths = column_widths(body, columns)
+    yield table_line(columns, widths) + "\n"
+    yield GAP.join("-" * width for width in widths) + "\n"
+    for cells in body:
+        yield table_line(cells, widths) + "\n"
     for row in rows:
-        cells = (escape_controls(cell_text(row.get(column))) for column in columns)
-        yield "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() + "\n"
+        yield table_line(_cells(row, columns), widths) + "\n"
+
+
+def _cells(row: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    return [escape_controls(cell_text(row.get(column))) for column in columns]
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(no rows)"
-    from tabulate import tabulate
-
-    body = [[escape_controls(cell_text(row.get(column))) for column in columns] for row in rows]
-    return tabulate(body, headers=list(columns), tablefmt="simple", disable_numparse=True)
+    return simple_table([_cells(row, columns) for row in rows], columns)
 
 
 def _vertical_table(record: dict[str, Any]) -> str:
     """One record as ``key value`` lines; its lists of records (an account's recent audit, a
     TIN's codes) as tables below it."""
-    from tabulate import tabulate
-
     nested = {key: value for key, value in record.items() if _is_nested_listing(value)}
     body = [
         [key, f"({len(value)} rows below)" if key in nested else escape_controls(cell_text(value))]
         for key, value in record.items()
     ]
-    text = tabulate(body, tablefmt="plain", disable_numparse=True)
+    text = plain_table(body)
     for key, value in nested.items():
         text += f"\n\n{key}:\n" + _table(value, _columns_of(value))
     return text
