@@ -1,16 +1,19 @@
 """The migration files of ``sql/`` and the check that a database has applied all of them.
 
 No SQLAlchemy here: the read-only look-up path checks the schema over a plain DB-API
-connection, and importing SQLAlchemy alone would cost most of its start-up budget.
+connection, and importing SQLAlchemy alone would cost most of its start-up budget. For the same
+reason the files are read from the package's folder directly (``importlib.resources`` would
+import a zip reader and more): portalctl is installed as files, never run from a zip.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 from portalctl.core.errors import DatabaseUnavailable
 
@@ -50,10 +53,17 @@ class Migration:
         return sql
 
 
+def _migrations_folder() -> Path:
+    spec = importlib.util.find_spec("portalctl.sql")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the portalctl.sql package (the migrations) is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def available_migrations(dialect: str) -> list[Migration]:
     """The migrations for this backend, in version order (one per version)."""
     found: dict[str, Migration] = {}
-    for entry in resources.files("portalctl.sql").iterdir():
+    for entry in _migrations_folder().iterdir():
         match = _FILE_NAME.fullmatch(entry.name)
         if not match or match["only"] not in (None, dialect):
             continue

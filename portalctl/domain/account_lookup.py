@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv
 from portalctl.core.errors import InvalidInput, NotFound, PortalError
 from portalctl.core.readonly_db import ReadOnlyConnection
 from portalctl.core.text import quoted
@@ -100,6 +99,8 @@ def _links_of(
 
 def lookup_from_csv(connection: ReadOnlyConnection, path: Path) -> list[dict[str, Any]]:
     """One result row per query row (found or not); the file is validated before any look-up."""
+    from portalctl.core.csvio import CsvErrors, open_csv_text, read_csv  # not for one query
+
     stream, source = open_csv_text(path)
     errors = CsvErrors(source)
     queries: list[tuple[int, str, Tin]] = []
